@@ -1,0 +1,94 @@
+"""Configuration: a TOML file with defaults, plus the rules for choosing the database.
+
+The database is chosen by `--database URL`, then `$SYNCD_DATABASE_URL`, then `[database] url`
+in the config file (`--config PATH`, else `$SYNCD_CONFIG`), then a SQLite file in the state
+directory (`$STATE_DIRECTORY` under systemd, else the XDG data directory).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncd.errors import ConfigError
+
+KNOWN_SECTIONS = {"database", "daemon", "google", "smtp", "invites", "caldav", "http", "security"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The parsed config file; sections other modules read are kept as plain tables."""
+
+    path: Path | None = None
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.sections.get(name, {})
+
+    def get(self, section: str, option: str, default: Any = None) -> Any:
+        return self.section(section).get(option, default)
+
+    def require_type(self, section: str, option: str, kind: type, default: Any) -> Any:
+        """The option's value, checked against `kind`, with an error naming file and option."""
+        value = self.get(section, option, default)
+        if value is not None and not isinstance(value, kind):
+            raise ConfigError(
+                f"{self.path or 'config'}: [{section}] {option} must be a {kind.__name__}, "
+                f"got {value!r}"
+            )
+        return value
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read the config file; a missing explicit file is an error, no file at all is fine."""
+    chosen = path or os.environ.get("SYNCD_CONFIG")
+    if not chosen:
+        return Config()
+    file = Path(chosen)
+    try:
+        with file.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: config file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{file}: invalid TOML: {error}") from None
+    return Config(path=file, sections=_check_sections(file, raw))
+
+
+def _check_sections(file: Path, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    sections: dict[str, dict[str, Any]] = {}
+    for name, table in raw.items():
+        if name not in KNOWN_SECTIONS:
+            raise ConfigError(f"{file}: unknown section [{name}] (known: {sorted(KNOWN_SECTIONS)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{file}: [{name}] must be a table")
+        sections[name] = table
+    return sections
+
+
+def state_directory() -> Path:
+    """Where the embedded database and other state live."""
+    systemd_dirs = os.environ.get("STATE_DIRECTORY")
+    if systemd_dirs:
+        return Path(systemd_dirs.split(":")[0])
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "syncd"
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{state_directory() / 'syncd.db'}"
+
+
+def resolve_database_url(cli_url: str | None, config: Config) -> str:
+    if cli_url:
+        return cli_url
+    env_url = os.environ.get("SYNCD_DATABASE_URL")
+    if env_url:
+        return env_url
+    configured = config.require_type("database", "url", str, None)
+    if configured:
+        return str(configured)
+    return default_database_url()
