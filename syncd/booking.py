@@ -76,7 +76,13 @@ class BookingService:
                 booking = self._book_locked(session, request, now)
         except IntegrityError as error:
             raise _integrity_refusal(error) from None
-        log.info("booked %s: %s with %s at %s", booking.id, booking.service_slug, booking.mentor_id, booking.start)
+        log.info(
+            "booked %s: %s with %s at %s",
+            booking.id,
+            booking.service_slug,
+            booking.mentor_id,
+            booking.start,
+        )
         return booking
 
     def _replay(self, session: Session, request: BookingRequest) -> Booking | None:
@@ -87,14 +93,21 @@ class BookingService:
         if earlier is None:
             return None
         same = (earlier.service_slug, earlier.mentor_id, earlier.student_id, earlier.start) == (
-            request.service, request.mentor, request.student, request.start
+            request.service,
+            request.mentor,
+            request.student,
+            request.start,
         )
         if not same:
-            raise BookingRefused("idempotency_conflict", "idempotency key already used for another booking")
+            raise BookingRefused(
+                "idempotency_conflict", "idempotency key already used for another booking"
+            )
         return earlier
 
     def _book_locked(self, session: Session, request: BookingRequest, now: datetime) -> Booking:
-        mentor, student, service = _lock_parties(session, request.mentor, request.student, request.service)
+        mentor, student, service = _lock_parties(
+            session, request.mentor, request.student, request.service
+        )
         booking = _new_booking(request, service)
         self._check_slot(session, service, mentor, booking, now)
         _check_upcoming_limit(session, student, service, now)
@@ -102,7 +115,9 @@ class BookingService:
         session.flush()
         quotas.charge(session, student, service, booking)
         repo.add_outbox(session, "calendar_upsert", booking.id, {"sequence": booking.sequence})
-        repo.add_outbox(session, "invite", booking.id, {"method": "REQUEST", "sequence": booking.sequence})
+        repo.add_outbox(
+            session, "invite", booking.id, {"method": "REQUEST", "sequence": booking.sequence}
+        )
         self._live_check(mentor, booking)
         return booking
 
@@ -110,16 +125,26 @@ class BookingService:
         self, session: Session, service: Service, mentor: Mentor, booking: Booking, now: datetime
     ) -> None:
         if mentor.status not in BOOKABLE_STATUSES:
-            raise BookingRefused("mentor_not_bookable", f"mentor {mentor.id!r} is not bookable ({mentor.status})")
+            raise BookingRefused(
+                "mentor_not_bookable", f"mentor {mentor.id!r} is not bookable ({mentor.status})"
+            )
         if mentor.id not in repo.mentor_ids_for_service(session, service.slug):
-            raise BookingRefused("mentor_not_bookable", f"mentor {mentor.id!r} does not offer {service.slug!r}")
+            raise BookingRefused(
+                "mentor_not_bookable", f"mentor {mentor.id!r} does not offer {service.slug!r}"
+            )
         day = timedelta(days=1)
         availability = load_availability(
-            session, service, [mentor], booking.start - day, booking.start + day, ignore_booking=booking.id
+            session,
+            service,
+            [mentor],
+            booking.start - day,
+            booking.start + day,
+            ignore_booking=booking.id,
         )[0]
         if not engine.is_bookable(service_rules(service), availability, now, booking.start):
             raise BookingRefused(
-                "slot_unavailable", f"slot not available: {mentor.id} at {booking.start.isoformat()}"
+                "slot_unavailable",
+                f"slot not available: {mentor.id} at {booking.start.isoformat()}",
             )
 
     def _live_check(self, mentor: Mentor, booking: Booking) -> None:
@@ -127,15 +152,20 @@ class BookingService:
             return
         free = self.live_check(mentor.id, booking.block_start, booking.block_end)
         if free is False:
-            raise BookingRefused("slot_unavailable", "slot not available: the mentor's calendar is busy then")
+            raise BookingRefused(
+                "slot_unavailable", "slot not available: the mentor's calendar is busy then"
+            )
         if free is None and self.live_check_policy == "refuse":
             raise BookingRefused(
-                "calendar_unreachable", "slot not confirmed: the mentor's calendar cannot be reached; try again"
+                "calendar_unreachable",
+                "slot not confirmed: the mentor's calendar cannot be reached; try again",
             )
 
     # -- cancel -------------------------------------------------------------------------------
 
-    def cancel(self, booking_id: str, *, by: str, reason: str | None, now: datetime) -> CancelResult:
+    def cancel(
+        self, booking_id: str, *, by: str, reason: str | None, now: datetime
+    ) -> CancelResult:
         if by not in CANCELLERS:
             raise UserError(f"--by must be one of {', '.join(CANCELLERS)}")
         with self.db.write_session() as session:
@@ -145,13 +175,17 @@ class BookingService:
             if by == "student" and booking.start <= now:
                 raise BookingRefused("too_late", f"booking {booking_id} has already started")
             service = require_service(session, booking.service_slug)
-            refunded = _refund_due(booking, service, by, now) and quotas.refund(session, booking, "cancelled")
+            refunded = _refund_due(booking, service, by, now) and quotas.refund(
+                session, booking, "cancelled"
+            )
             booking.status, booking.cancelled_by, booking.cancelled_at = "cancelled", by, now
             booking.cancel_reason = reason
             booking.sequence += 1
             booking.updated_at = now
             repo.add_outbox(session, "calendar_delete", booking.id, {"sequence": booking.sequence})
-            repo.add_outbox(session, "invite", booking.id, {"method": "CANCEL", "sequence": booking.sequence})
+            repo.add_outbox(
+                session, "invite", booking.id, {"method": "CANCEL", "sequence": booking.sequence}
+            )
         log.info("cancelled %s by %s (refunded: %s)", booking_id, by, refunded)
         return CancelResult(booking, refunded)
 
@@ -167,7 +201,9 @@ class BookingService:
         log.info("rescheduled %s to %s", booking_id, new_start)
         return booking
 
-    def _reschedule_locked(self, session: Session, booking_id: str, new_start: datetime, now: datetime) -> Booking:
+    def _reschedule_locked(
+        self, session: Session, booking_id: str, new_start: datetime, now: datetime
+    ) -> Booking:
         booking = _lock_booking(session, booking_id)
         if booking.status != "confirmed":
             raise BookingRefused("not_reschedulable", f"booking {booking_id} is {booking.status}")
@@ -186,7 +222,9 @@ class BookingService:
         booking.updated_at = now
         session.flush()
         repo.add_outbox(session, "calendar_upsert", booking.id, {"sequence": booking.sequence})
-        repo.add_outbox(session, "invite", booking.id, {"method": "REQUEST", "sequence": booking.sequence})
+        repo.add_outbox(
+            session, "invite", booking.id, {"method": "REQUEST", "sequence": booking.sequence}
+        )
         self._live_check(mentor, booking)
         return booking
 
@@ -196,7 +234,9 @@ def _require_aware(start: datetime) -> None:
         raise UserError("the start time needs an offset or Z")
 
 
-def _lock_parties(session: Session, mentor_id: str, student_id: str, slug: str) -> tuple[Mentor, Student, Service]:
+def _lock_parties(
+    session: Session, mentor_id: str, student_id: str, slug: str
+) -> tuple[Mentor, Student, Service]:
     mentor = repo.lock_mentor(session, mentor_id)
     if mentor is None:
         raise NotFoundError(f"unknown mentor {mentor_id!r}")
@@ -240,7 +280,9 @@ def _move(booking: Booking, service: Service, start: datetime) -> None:
     booking.block_end = booking.end + timedelta(minutes=service.buffer_after_min)
 
 
-def _check_upcoming_limit(session: Session, student: Student, service: Service, now: datetime) -> None:
+def _check_upcoming_limit(
+    session: Session, student: Student, service: Service, now: datetime
+) -> None:
     if service.max_upcoming is None:
         return
     if repo.count_upcoming(session, student.id, service.slug, now) >= service.max_upcoming:
@@ -261,7 +303,9 @@ def _integrity_refusal(error: IntegrityError) -> BookingRefused:
     if "ex_booking_no_overlap" in text:
         return BookingRefused("slot_unavailable", "slot not available: it was just booked")
     if "idempotency_key" in text:
-        return BookingRefused("idempotency_conflict", "idempotency key already used; retry to get the booking")
+        return BookingRefused(
+            "idempotency_conflict", "idempotency key already used; retry to get the booking"
+        )
     raise error
 
 
@@ -276,6 +320,8 @@ def mark_no_show(db: Database, booking_id: str, *, now: datetime) -> Booking:
     with db.write_session() as session:
         booking = _lock_booking(session, booking_id)
         if booking.status not in ("confirmed", "completed") or booking.start > now:
-            raise BookingRefused("not_no_show", f"booking {booking_id} cannot be marked no-show now")
+            raise BookingRefused(
+                "not_no_show", f"booking {booking_id} cannot be marked no-show now"
+            )
         booking.status, booking.updated_at = "no_show", now
         return booking

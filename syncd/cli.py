@@ -96,12 +96,18 @@ def _emit_json(value: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", metavar="PATH", help="TOML config file (or $SYNCD_CONFIG).")
-@click.option("--database", "database_url", metavar="URL", help="Database URL (or $SYNCD_DATABASE_URL).")
+@click.option(
+    "--config", "config_path", metavar="PATH", help="TOML config file (or $SYNCD_CONFIG)."
+)
+@click.option(
+    "--database", "database_url", metavar="URL", help="Database URL (or $SYNCD_DATABASE_URL)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.version_option(__version__, prog_name="syncd")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, database_url: str | None, verbose: bool) -> None:
+def cli(
+    ctx: click.Context, config_path: str | None, database_url: str | None, verbose: bool
+) -> None:
     """syncd: calendar-integrated scheduling for 1-on-1 mentoring."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr)
     app = AppContext(config_path, database_url)
@@ -145,7 +151,9 @@ def mentor() -> None:
 @click.option("--status", type=click.Choice(["active", "unlisted", "inactive"]), default="active")
 @pass_app
 @friendly_errors
-def mentor_add(app: AppContext, mentor_id: str, name: str, email: str, tz: str, status: str) -> None:
+def mentor_add(
+    app: AppContext, mentor_id: str, name: str, email: str, tz: str, status: str
+) -> None:
     """Add a mentor."""
     with app.session() as session:
         directory.add_mentor(session, mentor_id, name=name, email=email, timezone=tz, status=status)
@@ -215,10 +223,16 @@ def _mentor_json(session: Session, mentor: Mentor) -> dict[str, Any]:
         "timezone": mentor.timezone,
         "status": mentor.status,
         "hours": [
-            f"{days[h.weekday]} {h.start_time:%H:%M}-{h.end_time:%H:%M}" for h in mentor.weekly_hours
+            f"{days[h.weekday]} {h.start_time:%H:%M}-{h.end_time:%H:%M}"
+            for h in mentor.weekly_hours
         ],
         "overrides": [
-            f"{o.day} " + (f"{o.start_time:%H:%M}-{o.end_time:%H:%M}" if o.start_time and o.end_time else "unavailable")
+            f"{o.day} "
+            + (
+                f"{o.start_time:%H:%M}-{o.end_time:%H:%M}"
+                if o.start_time and o.end_time
+                else "unavailable"
+            )
             for o in mentor.overrides
         ],
     }
@@ -241,31 +255,54 @@ def service() -> None:
 @click.option("--min-notice", type=int, default=0, metavar="MIN", show_default=True)
 @click.option("--horizon-days", type=int, default=14, metavar="N", show_default=True)
 @click.option("--step", type=int, default=15, metavar="MIN", show_default=True)
-@click.option("--max-per-day", type=int, default=None, metavar="N", help="Per mentor and local day.")
-@click.option("--max-upcoming", type=int, default=None, metavar="N", help="Future bookings a student may hold.")
+@click.option(
+    "--max-per-day", type=int, default=None, metavar="N", help="Per mentor and local day."
+)
+@click.option(
+    "--max-upcoming",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Future bookings a student may hold.",
+)
 @click.option("--cancel-refund-hours", type=int, default=24, metavar="H", show_default=True)
 @click.option("--group", default=None, help="Service group, for grants covering several services.")
 @click.option("--meeting-url", default=None)
 @pass_app
 @friendly_errors
-def service_add(app: AppContext, slug: str, **options: Any) -> None:
+def service_add(
+    app: AppContext,
+    slug: str,
+    name: str,
+    duration: int,
+    buffer_before: int,
+    buffer_after: int,
+    min_notice: int,
+    horizon_days: int,
+    step: int,
+    max_per_day: int | None,
+    max_upcoming: int | None,
+    cancel_refund_hours: int,
+    group: str | None,
+    meeting_url: str | None,
+) -> None:
     """Add a service."""
     with app.session() as session:
         directory.add_service(
             session,
             slug,
-            name=options["name"],
-            duration=options["duration"],
-            buffer_before=options["buffer_before"],
-            buffer_after=options["buffer_after"],
-            min_notice=options["min_notice"],
-            horizon_days=options["horizon_days"],
-            step=options["step"],
-            max_per_day=options["max_per_day"],
-            max_upcoming=options["max_upcoming"],
-            cancel_refund_hours=options["cancel_refund_hours"],
-            group=options["group"],
-            meeting_url=options["meeting_url"],
+            name=name,
+            duration=duration,
+            buffer_before=buffer_before,
+            buffer_after=buffer_after,
+            min_notice=min_notice,
+            horizon_days=horizon_days,
+            step=step,
+            max_per_day=max_per_day,
+            max_upcoming=max_upcoming,
+            cancel_refund_hours=cancel_refund_hours,
+            group=group,
+            meeting_url=meeting_url,
         )
     click.echo(f"added service {slug}")
 
@@ -289,7 +326,7 @@ def service_assign(app: AppContext, slug: str, mentor_ids: tuple[str, ...]) -> N
 def service_list(app: AppContext, as_json: bool) -> None:
     """List services and their mentors."""
     with app.session() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "slug": s.slug,
                 "name": s.name,
@@ -311,7 +348,9 @@ def service_list(app: AppContext, as_json: bool) -> None:
         _emit_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['slug']}\t{row['name']}\t{row['duration']} min\t{', '.join(row['mentors'])}")
+        click.echo(
+            f"{row['slug']}\t{row['name']}\t{row['duration']} min\t{', '.join(row['mentors'])}"
+        )
 
 
 @cli.group()
@@ -346,7 +385,13 @@ def student_add(app: AppContext, student_id: str, name: str, email: str, tz: str
 @pass_app
 @friendly_errors
 def slots_command(
-    app: AppContext, slug: str, tz_name: str, mentor_id: str | None, first: str | None, days: int, as_json: bool
+    app: AppContext,
+    slug: str,
+    tz_name: str,
+    mentor_id: str | None,
+    first: str | None,
+    days: int,
+    as_json: bool,
 ) -> None:
     """Bookable slots of a service, shown in the student's zone."""
     tz = zone(tz_name)
@@ -354,10 +399,20 @@ def slots_command(
     first_day = parse_date(first) if first else now.astimezone(tz).date()
     with app.session() as session:
         found = find_slots(
-            session, slug, tz_name=tz_name, first_day=first_day, days=days, now=now, mentor_id=mentor_id
+            session,
+            slug,
+            tz_name=tz_name,
+            first_day=first_day,
+            days=days,
+            now=now,
+            mentor_id=mentor_id,
         )
     rows = [
-        {"start": s.start.astimezone(tz).isoformat(), "end": s.end.astimezone(tz).isoformat(), "mentors": list(s.mentors)}
+        {
+            "start": s.start.astimezone(tz).isoformat(),
+            "end": s.end.astimezone(tz).isoformat(),
+            "mentors": list(s.mentors),
+        }
         for s in found
     ]
     if as_json:
@@ -393,7 +448,9 @@ def quota() -> None:
 @click.option("--unlimited", is_flag=True)
 @click.option("--renew", type=click.Choice(["none", "weekly", "monthly", "yearly"]), default="none")
 @click.option("--expires", default=None, metavar="YYYY-MM-DD", help="Last valid date, inclusive.")
-@click.option("--anchor", default=None, metavar="YYYY-MM-DD", help="First period starts here (default today).")
+@click.option(
+    "--anchor", default=None, metavar="YYYY-MM-DD", help="First period starts here (default today)."
+)
 @click.option("--carry-over", is_flag=True, help="Unused sessions roll into the next period.")
 @click.option("--group", is_flag=True, help="SLUG names a service group instead of a service.")
 @pass_app
@@ -500,12 +557,20 @@ def _booking_json(booking: Booking) -> dict[str, Any]:
 @click.option("--mentor", "mentor_id", required=True, metavar="ID")
 @click.option("--student", "student_id", required=True, metavar="ID")
 @click.option("--start", required=True, metavar="ISO-8601", help="With an offset or Z.")
-@click.option("--idempotency-key", default=None, help="Retrying with the same key returns the same booking.")
+@click.option(
+    "--idempotency-key", default=None, help="Retrying with the same key returns the same booking."
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 @friendly_errors
 def book_command(
-    app: AppContext, slug: str, mentor_id: str, student_id: str, start: str, idempotency_key: str | None, as_json: bool
+    app: AppContext,
+    slug: str,
+    mentor_id: str,
+    student_id: str,
+    start: str,
+    idempotency_key: str | None,
+    as_json: bool,
 ) -> None:
     """Book a session; prints the booking id."""
     request = BookingRequest(slug, mentor_id, student_id, parse_instant(start), idempotency_key)
@@ -518,18 +583,28 @@ def book_command(
 
 @cli.command("cancel")
 @click.argument("booking_id")
-@click.option("--by", "by", type=click.Choice(["student", "mentor", "admin"]), default="admin", show_default=True)
+@click.option(
+    "--by",
+    "by",
+    type=click.Choice(["student", "mentor", "admin"]),
+    default="admin",
+    show_default=True,
+)
 @click.option("--reason", default=None, metavar="TEXT")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 @friendly_errors
-def cancel_command(app: AppContext, booking_id: str, by: str, reason: str | None, as_json: bool) -> None:
+def cancel_command(
+    app: AppContext, booking_id: str, by: str, reason: str | None, as_json: bool
+) -> None:
     """Cancel a booking (refunds when the policy allows)."""
     result = BookingService(app.database()).cancel(booking_id, by=by, reason=reason, now=utc_now())
     if as_json:
         _emit_json({**_booking_json(result.booking), "refunded": result.refunded})
     else:
-        click.echo(f"cancelled {booking_id}" + (" (refunded)" if result.refunded else " (not refunded)"))
+        click.echo(
+            f"cancelled {booking_id}" + (" (refunded)" if result.refunded else " (not refunded)")
+        )
 
 
 @cli.command("reschedule")
@@ -540,7 +615,9 @@ def cancel_command(app: AppContext, booking_id: str, by: str, reason: str | None
 @friendly_errors
 def reschedule_command(app: AppContext, booking_id: str, start: str, as_json: bool) -> None:
     """Move a booking to a new start (same booking id and calendar event)."""
-    booking = BookingService(app.database()).reschedule(booking_id, parse_instant(start), now=utc_now())
+    booking = BookingService(app.database()).reschedule(
+        booking_id, parse_instant(start), now=utc_now()
+    )
     if as_json:
         _emit_json(_booking_json(booking))
     else:
@@ -578,6 +655,66 @@ def bookings_command(
         click.echo(
             f"{item['id']}  {item['start']}  {item['service']}  {item['mentor']} -> {item['student']}  {item['status']}"
         )
+
+
+# -- daemon -----------------------------------------------------------------------------------
+
+
+@cli.command("run")
+@click.option("--once", is_flag=True, help="Run every job once and exit (for cron and tests).")
+@click.pass_context
+@friendly_errors
+def run_command(ctx: click.Context, once: bool) -> None:
+    """Run the daemon: calendar sync, outbox, housekeeping, HTTP health and metrics."""
+    from syncd import daemon  # the daemon's dependencies are only needed here
+
+    app = ctx.find_object(AppContext)
+    assert app is not None
+    verbose = bool(ctx.find_root().params.get("verbose"))
+    status = daemon.run(app.config_path, app.database_url, once=once, verbose=verbose)
+    ctx.exit(status)
+
+
+# -- page links -------------------------------------------------------------------------------
+
+
+@cli.group()
+def link() -> None:
+    """Signed, expiring links to the mentor and student pages."""
+
+
+def _print_link(app: AppContext, kind: str, subject_id: str, days: int) -> None:
+    from syncd import links  # imported here: only these commands need it
+
+    with app.session() as session:
+        if kind == "mentor":
+            directory.require_mentor(session, subject_id)
+        else:
+            directory.require_student(session, subject_id)
+    expires = links.link_expiry(utc_now(), days)
+    token = links.sign_link(links.require_secret_key(app.config), kind, subject_id, expires)  # type: ignore[arg-type]
+    public_url = app.config.require_type("http", "public_url", str, "http://127.0.0.1:8080")
+    click.echo(links.page_url(str(public_url), kind, token))  # type: ignore[arg-type]
+
+
+@link.command("mentor")
+@click.argument("mentor_id")
+@click.option("--days", type=int, default=30, show_default=True, help="How long the link works.")
+@pass_app
+@friendly_errors
+def link_mentor(app: AppContext, mentor_id: str, days: int) -> None:
+    """Print a link to the mentor's page (hours, calendars)."""
+    _print_link(app, "mentor", mentor_id, days)
+
+
+@link.command("student")
+@click.argument("student_id")
+@click.option("--days", type=int, default=30, show_default=True, help="How long the link works.")
+@pass_app
+@friendly_errors
+def link_student(app: AppContext, student_id: str, days: int) -> None:
+    """Print a link to the student's booking page."""
+    _print_link(app, "student", student_id, days)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,9 @@ _EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+$")
 
 def check_id(kind: str, value: str) -> str:
     if not _ID.match(value):
-        raise UserError(f"invalid {kind} id {value!r}: use letters, digits, '.', '_' or '-' (max 64)")
+        raise UserError(
+            f"invalid {kind} id {value!r}: use letters, digits, '.', '_' or '-' (max 64)"
+        )
     return value
 
 
@@ -59,7 +61,13 @@ def require_student(session: Session, student_id: str) -> Student:
 
 
 def add_mentor(
-    session: Session, mentor_id: str, *, name: str, email: str, timezone: str, status: str = "active"
+    session: Session,
+    mentor_id: str,
+    *,
+    name: str,
+    email: str,
+    timezone: str,
+    status: str = "active",
 ) -> Mentor:
     check_id("mentor", mentor_id)
     zone(timezone)
@@ -68,7 +76,11 @@ def add_mentor(
     if repo.get_mentor(session, mentor_id) is not None:
         raise UserError(f"mentor {mentor_id!r} already exists")
     mentor = Mentor(
-        id=mentor_id, name=check_name(name), email=check_email(email), timezone=timezone, status=status
+        id=mentor_id,
+        name=check_name(name),
+        email=check_email(email),
+        timezone=timezone,
+        status=status,
     )
     session.add(mentor)
     return mentor
@@ -172,11 +184,15 @@ def assign_service(session: Session, slug: str, mentor_ids: Sequence[str]) -> No
     repo.assign_mentors(session, service, mentor_ids)
 
 
-def add_student(session: Session, student_id: str, *, name: str, email: str, timezone: str) -> Student:
+def add_student(
+    session: Session, student_id: str, *, name: str, email: str, timezone: str
+) -> Student:
     check_id("student", student_id)
     zone(timezone)
     if repo.get_student(session, student_id) is not None:
         raise UserError(f"student {student_id!r} already exists")
-    student = Student(id=student_id, name=check_name(name), email=check_email(email), timezone=timezone)
+    student = Student(
+        id=student_id, name=check_name(name), email=check_email(email), timezone=timezone
+    )
     session.add(student)
     return student

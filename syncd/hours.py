@@ -65,7 +65,9 @@ def parse_hours_spec(spec: str) -> list[tuple[int, TimeRange]]:
     """One spec: days then one or more ranges, e.g. "mon-fri 09:00-12:00 13:00-17:00"."""
     words = spec.split()
     if len(words) < 2:
-        raise UserError(f"invalid hours {spec!r}: expected DAYS HH:MM-HH:MM, e.g. 'mon-fri 09:00-13:00'")
+        raise UserError(
+            f"invalid hours {spec!r}: expected DAYS HH:MM-HH:MM, e.g. 'mon-fri 09:00-13:00'"
+        )
     days = parse_days(words[0])
     ranges = [parse_time_range(word) for word in words[1:]]
     return [(day, time_range) for day in days for time_range in ranges]

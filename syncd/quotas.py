@@ -77,12 +77,16 @@ class GrantBalance:
     remaining: int | None  # None: unlimited
 
 
-def _used_by_period(session: Session, grants: Sequence[QuotaGrant]) -> Counter[tuple[int, date | None]]:
+def _used_by_period(
+    session: Session, grants: Sequence[QuotaGrant]
+) -> Counter[tuple[int, date | None]]:
     rows = repo.unrefunded_consumptions(session, [grant.id for grant in grants])
     return Counter((row.grant_id, row.period_start) for row in rows)
 
 
-def grant_balance(grant: QuotaGrant, day: date, used: Counter[tuple[int, date | None]]) -> GrantBalance | None:
+def grant_balance(
+    grant: QuotaGrant, day: date, used: Counter[tuple[int, date | None]]
+) -> GrantBalance | None:
     """The grant's standing in the period that contains `day`; None if it does not apply then."""
     if not applies_on(grant, day):
         return None
@@ -118,7 +122,9 @@ def _spend_order(balance: GrantBalance) -> tuple[date, int]:
     return (min(ends), grant.id)
 
 
-def choose_grant(session: Session, student: Student, service: Service, start: datetime) -> GrantBalance:
+def choose_grant(
+    session: Session, student: Student, service: Service, start: datetime
+) -> GrantBalance:
     """The grant a session starting at `start` is charged to, or BookingRefused saying why."""
     day = start.astimezone(zone(student.timezone)).date()
     grants = repo.grants_for(session, student.id, service)
@@ -145,7 +151,8 @@ def _exhausted(
         )
     if not grants:
         return BookingRefused(
-            "quota_exhausted", f"quota exhausted: no sessions granted for {service.slug}; more must be bought"
+            "quota_exhausted",
+            f"quota exhausted: no sessions granted for {service.slug}; more must be bought",
         )
     future = sorted(g.anchor for g in grants if g.anchor > day)
     if future:
@@ -158,7 +165,9 @@ def _exhausted(
     )
 
 
-def charge(session: Session, student: Student, service: Service, booking: Booking) -> QuotaConsumption:
+def charge(
+    session: Session, student: Student, service: Service, booking: Booking
+) -> QuotaConsumption:
     balance = choose_grant(session, student, service, booking.start)
     consumption = QuotaConsumption(
         grant_id=balance.grant.id, booking_id=booking.id, period_start=balance.period_start
@@ -229,7 +238,9 @@ class ServiceQuota:
     expires: date | None
 
 
-def summary(session: Session, student: Student, services: Sequence[Service], today: date) -> list[ServiceQuota]:
+def summary(
+    session: Session, student: Student, services: Sequence[Service], today: date
+) -> list[ServiceQuota]:
     """Per service the student holds grants for: remaining this period, used, renewal, expiry."""
     result = []
     for service in services:

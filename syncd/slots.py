@@ -66,7 +66,9 @@ def load_availability(
         for booking in repo.live_bookings_of_mentors(session, ids, wide_start, wide_end)
         if booking.id != ignore_booking
     ]
-    return [_mentor_availability(service, mentor, busy.get(mentor.id, []), booked) for mentor in mentors]
+    return [
+        _mentor_availability(service, mentor, busy.get(mentor.id, []), booked) for mentor in mentors
+    ]
 
 
 def _mentor_availability(

@@ -13,7 +13,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise UserError(f"unknown timezone {name!r} (use an IANA name like Europe/Madrid)") from None
+        raise UserError(
+            f"unknown timezone {name!r} (use an IANA name like Europe/Madrid)"
+        ) from None
 
 
 def parse_instant(text: str) -> datetime:
@@ -21,7 +23,9 @@ def parse_instant(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise UserError(f"invalid date-time {text!r}: expected ISO-8601 like 2027-03-08T09:00-05:00") from None
+        raise UserError(
+            f"invalid date-time {text!r}: expected ISO-8601 like 2027-03-08T09:00-05:00"
+        ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise UserError(f"date-time {text!r} has no offset: add one (e.g. -05:00) or Z for UTC")
     return parsed.astimezone(UTC)

@@ -4,13 +4,14 @@ SYNCD_TEST_POSTGRES_URL is set (each test gets its own schema, dropped afterward
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from syncd.store.db import Database, normalise_url
 
@@ -61,14 +62,25 @@ def postgres_schema_url(request: pytest.FixtureRequest) -> Iterator[str]:
     try:
         yield url
     finally:
+        leaked = _open_connections(admin, schema)
         with admin.begin() as connection:
-            leaked = connection.execute(
-                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
-                {"name": schema},
-            ).scalar_one()
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
         assert leaked == 0, f"{leaked} PostgreSQL connection(s) left open by the test"
+
+
+def _open_connections(admin: Engine, application_name: str) -> int:
+    """Connections still open under that name; a closed one may take a moment to disappear."""
+    deadline = time.monotonic() + 5
+    while True:
+        with admin.connect() as connection:
+            count = connection.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": application_name},
+            ).scalar_one()
+        if count == 0 or time.monotonic() > deadline:
+            return int(count)
+        time.sleep(0.05)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -86,3 +98,34 @@ def db(db_url: str) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
+
+
+# -- a small seeded world used by booking, quota and CLI tests ---------------------------------
+
+MONDAY = "2027-03-01"  # a Monday; Europe/Madrid is UTC+1 then, DST starts 2027-03-28
+
+
+@pytest.fixture
+def world(db: Database) -> Database:
+    """Mentors ana (Madrid, Mon-Fri 09-17) and ben (New York, Mon-Fri 09-12), service `intro`
+    (60 min, 15 min buffer after), students stu (Kolkata) and kim (Madrid)."""
+    from syncd import directory
+
+    with db.write_session() as session:
+        directory.add_mentor(
+            session, "ana", name="Ana", email="ana@example.org", timezone="Europe/Madrid"
+        )
+        directory.set_weekly_hours(session, "ana", ["mon-fri 09:00-17:00"])
+        directory.add_mentor(
+            session, "ben", name="Ben", email="ben@example.org", timezone="America/New_York"
+        )
+        directory.set_weekly_hours(session, "ben", ["mon-fri 09:00-12:00"])
+        directory.add_service(session, "intro", name="Intro call", duration=60, buffer_after=15)
+        directory.assign_service(session, "intro", ["ana", "ben"])
+        directory.add_student(
+            session, "stu", name="Stu", email="stu@example.org", timezone="Asia/Kolkata"
+        )
+        directory.add_student(
+            session, "kim", name="Kim", email="kim@example.org", timezone="Europe/Madrid"
+        )
+    return db

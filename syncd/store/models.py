@@ -64,9 +64,7 @@ def _now() -> datetime:
 
 class Mentor(Base):
     __tablename__ = "mentors"
-    __table_args__ = (
-        CheckConstraint(f"status IN {MENTOR_STATUSES!r}", name="ck_mentor_status"),
-    )
+    __table_args__ = (CheckConstraint(f"status IN {MENTOR_STATUSES!r}", name="ck_mentor_status"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -263,9 +261,7 @@ class QuotaGrant(Base):
 
     __tablename__ = "quota_grants"
     __table_args__ = (
-        CheckConstraint(
-            "(service_slug IS NULL) <> (service_group IS NULL)", name="ck_grant_scope"
-        ),
+        CheckConstraint("(service_slug IS NULL) <> (service_group IS NULL)", name="ck_grant_scope"),
         CheckConstraint("sessions IS NULL OR sessions >= 0", name="ck_grant_sessions"),
         CheckConstraint(
             "renewal IN ('none', 'weekly', 'monthly', 'yearly')", name="ck_grant_renewal"
@@ -301,9 +297,7 @@ class QuotaRefund(Base):
     __tablename__ = "quota_refunds"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    consumption_id: Mapped[int] = mapped_column(
-        ForeignKey("quota_consumptions.id"), unique=True
-    )
+    consumption_id: Mapped[int] = mapped_column(ForeignKey("quota_consumptions.id"), unique=True)
     booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"), index=True)
     reason: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=_now)

@@ -171,7 +171,9 @@ def count_upcoming(session: Session, student_id: str, slug: str, now: datetime) 
     return int(session.scalar(query) or 0)
 
 
-def grants_for(session: Session, student_id: str, service: Service | None = None) -> list[QuotaGrant]:
+def grants_for(
+    session: Session, student_id: str, service: Service | None = None
+) -> list[QuotaGrant]:
     """The student's grants, all of them or those covering one service."""
     query = select(QuotaGrant).where(QuotaGrant.student_id == student_id).order_by(QuotaGrant.id)
     if service is not None:
@@ -182,7 +184,9 @@ def grants_for(session: Session, student_id: str, service: Service | None = None
     return list(session.scalars(query).all())
 
 
-def unrefunded_consumptions(session: Session, grant_ids: Sequence[int]) -> Sequence[QuotaConsumption]:
+def unrefunded_consumptions(
+    session: Session, grant_ids: Sequence[int]
+) -> Sequence[QuotaConsumption]:
     refunded = select(QuotaRefund.consumption_id)
     query = select(QuotaConsumption).where(
         QuotaConsumption.grant_id.in_(grant_ids), QuotaConsumption.id.not_in(refunded)
@@ -199,7 +203,9 @@ def booking_consumption(session: Session, booking_id: str) -> QuotaConsumption |
     return session.scalars(query).first()
 
 
-def add_outbox(session: Session, kind: str, booking_id: str | None, payload: dict[str, object]) -> None:
+def add_outbox(
+    session: Session, kind: str, booking_id: str | None, payload: dict[str, object]
+) -> None:
     session.add(OutboxItem(kind=kind, booking_id=booking_id, payload=payload))
 
 
