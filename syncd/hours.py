@@ -27,7 +27,7 @@ def parse_time_range(text: str) -> TimeRange:
     start_h, start_m, end_h, end_m = (int(part) for part in match.groups())
     start = _clock(start_h, start_m, text, allow_24=False)
     end = _clock(end_h, end_m, text, allow_24=True)
-    if start == end:
+    if start == end and (end_h, end_m) != (24, 0):
         raise UserError(f"invalid time range {text!r}: start and end are equal")
     return TimeRange(start, end)
 

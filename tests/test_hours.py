@@ -54,3 +54,7 @@ def test_bad_specs_are_refused_with_a_message(spec: str) -> None:
         or "HH:MM" in str(error.value)
         or "time" in str(error.value)
     )
+
+
+def test_whole_day() -> None:
+    assert parse_time_range("00:00-24:00") == TimeRange(time(0), time(0))
