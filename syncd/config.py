@@ -15,7 +15,64 @@ from typing import Any
 
 from syncd.errors import ConfigError
 
-KNOWN_SECTIONS = {"database", "daemon", "google", "smtp", "invites", "caldav", "http", "security"}
+# Every option syncd reads, with the TOML types it accepts. Unknown sections or keys and values
+# of the wrong type are refused at load time with the file and the option named. Defaults live
+# next to the code that uses each option (see deploy/syncd.toml.example for all of them).
+_NUMBER = (int, float)
+KNOWN_OPTIONS: dict[str, dict[str, tuple[type, ...]]] = {
+    "database": {"url": (str,)},
+    "daemon": {
+        "workers": (int,),
+        "network_workers": (int,),
+        "lease_seconds": _NUMBER,
+        "batch_size": (int,),
+        "shutdown_timeout_seconds": _NUMBER,
+        "upgrade_schema": (bool,),
+        "sync_check_seconds": _NUMBER,
+        "outbox_interval_seconds": _NUMBER,
+        "housekeeping_interval_seconds": _NUMBER,
+        "busy_retention_hours": _NUMBER,
+        "cancelled_events": (str,),
+    },
+    "sync": {
+        "interval_seconds": (int,),
+        "timeout_seconds": _NUMBER,
+        "live_check": (bool,),
+        "live_check_policy": (str,),
+        "live_check_timeout_seconds": _NUMBER,
+    },
+    "http": {
+        "listen": (str,),
+        "enabled": (bool,),
+        "public_url": (str,),
+        "api_keys": (list,),
+        "allow_private_caldav": (bool,),
+    },
+    "google": {
+        "api_endpoint": (str,),
+        "token_uri": (str,),
+        "auth_uri": (str,),
+        "client_secrets_file": (str,),
+        "send_updates": (str,),
+        "create_meet": (bool,),
+        "requests_per_minute": (int,),
+    },
+    "caldav": {"verify_tls": (bool,), "timeout_seconds": _NUMBER},
+    "smtp": {
+        "host": (str,),
+        "port": (int,),
+        "security": (str,),
+        "username": (str,),
+        "password_file": (str,),
+        "from": (str,),
+        "timeout_seconds": _NUMBER,
+        "ca_file": (str,),
+    },
+    "invites": {"organizer": (str,), "organizer_name": (str,), "enabled": (bool,)},
+    "webhooks": {"url": (str,), "secret_file": (str,), "timeout_seconds": _NUMBER},
+    "security": {"secret_key_file": (str,), "secret_key": (str,)},
+}
+KNOWN_SECTIONS = set(KNOWN_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -61,12 +118,27 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
 def _check_sections(file: Path, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     sections: dict[str, dict[str, Any]] = {}
     for name, table in raw.items():
-        if name not in KNOWN_SECTIONS:
-            raise ConfigError(f"{file}: unknown section [{name}] (known: {sorted(KNOWN_SECTIONS)})")
+        if name not in KNOWN_OPTIONS:
+            known = ", ".join(sorted(KNOWN_OPTIONS))
+            raise ConfigError(f"{file}: unknown section [{name}] (known: {known})")
         if not isinstance(table, dict):
             raise ConfigError(f"{file}: [{name}] must be a table")
+        for key, value in table.items():
+            _check_option(file, name, key, value)
         sections[name] = table
     return sections
+
+
+def _check_option(file: Path, section: str, key: str, value: Any) -> None:
+    kinds = KNOWN_OPTIONS[section].get(key)
+    if kinds is None:
+        known = ", ".join(sorted(KNOWN_OPTIONS[section]))
+        raise ConfigError(f"{file}: unknown option [{section}] {key} (known: {known})")
+    # TOML booleans are ints to Python: never accept one where a number is meant.
+    wrong_bool = isinstance(value, bool) and bool not in kinds
+    if wrong_bool or not isinstance(value, kinds):
+        names = " or ".join(kind.__name__ for kind in kinds)
+        raise ConfigError(f"{file}: [{section}] {key} must be a {names}, got {value!r}")
 
 
 def state_directory() -> Path:

@@ -57,11 +57,32 @@ def test_bad_files_name_the_file(tmp_path: Path, text: str, fragment: str) -> No
 
 
 def test_wrong_option_type_names_the_option(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path / "c.toml", "[database]\nurl = 5\n"))
     with pytest.raises(ConfigError, match=r"\[database\] url must be a str"):
-        resolve_database_url(None, config)
+        load_config(write(tmp_path / "c.toml", "[database]\nurl = 5\n"))
 
 
 def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[smtp]\nhots = 'x'\n", "unknown option [smtp] hots"),
+        ("[smtp]\nport = '25'\n", "[smtp] port must be a int"),
+        ("[daemon]\nworkers = true\n", "[daemon] workers must be a int"),
+        ("[http]\nenabled = 1\n", "[http] enabled must be a bool"),
+    ],
+)
+def test_unknown_keys_and_bad_values_name_file_and_key(tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+    assert fragment in str(error.value)
+
+
+def test_the_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parent.parent / "deploy" / "syncd.toml.example"
+    assert load_config(example).path == example
