@@ -149,5 +149,5 @@ class Connector(abc.ABC):
         """Delete the event; deleting an event that is already gone is not an error."""
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: most connectors hold nothing
         """Release network resources."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+import click
 from click.testing import CliRunner
 
 from syncd.cli import cli
@@ -30,23 +31,23 @@ SETUP = [
 def main() -> int:
     runner = CliRunner()
     url = default_database_url()
-    print(f"demo database: {url}")
+    click.echo(f"demo database: {url}")
     existing = runner.invoke(cli, ["mentor", "list", "--json"])
     if existing.exit_code != 0:
-        print(existing.output, file=sys.stderr)
+        click.echo(existing.output, err=True)
         return 1
     if '"ana"' not in existing.stdout:
         for argv in SETUP:
             result = runner.invoke(cli, argv)
             if result.exit_code != 0:
-                print(f"syncd {' '.join(argv)} failed: {result.output}", file=sys.stderr)
+                click.echo(f"syncd {' '.join(argv)} failed: {result.output}", err=True)
                 return 1
-            print(f"$ syncd {' '.join(argv)}\n  {result.stdout.strip()}")
-    print("\n$ syncd slots mentoring --tz Asia/Kolkata --days 7")
+            click.echo(f"$ syncd {' '.join(argv)}\n  {result.stdout.strip()}")
+    click.echo("\n$ syncd slots mentoring --tz Asia/Kolkata --days 7")
     slots = runner.invoke(cli, ["slots", "mentoring", "--tz", "Asia/Kolkata", "--days", "7"])
-    print(slots.output)
+    click.echo(slots.output)
     quota = runner.invoke(cli, ["quota", "show", "priya"])
-    print(f"$ syncd quota show priya\n{quota.output}")
+    click.echo(f"$ syncd quota show priya\n{quota.output}")
     return slots.exit_code
 
 

@@ -45,11 +45,17 @@ class QuotaLedgerMachine(RuleBasedStateMachine):
         self.db = Database(f"sqlite:///{self.folder.name}/model.db")
         self.db.upgrade()
         with self.db.write_session() as session:
-            directory.add_mentor(session, "ana", name="Ana", email="ana@example.org", timezone="UTC")
+            directory.add_mentor(
+                session, "ana", name="Ana", email="ana@example.org", timezone="UTC"
+            )
             directory.set_weekly_hours(session, "ana", ["daily 00:00-24:00"])
-            directory.add_service(session, "intro", name="Intro", duration=60, step=60, horizon_days=60)
+            directory.add_service(
+                session, "intro", name="Intro", duration=60, step=60, horizon_days=60
+            )
             directory.assign_service(session, "intro", ["ana"])
-            directory.add_student(session, "stu", name="Stu", email="stu@example.org", timezone="UTC")
+            directory.add_student(
+                session, "stu", name="Stu", email="stu@example.org", timezone="UTC"
+            )
         self.service = BookingService(self.db)
         self.grants: list[ModelGrant] = []
         self.live: dict[str, ModelGrant] = {}  # booking id -> grant it spent
@@ -59,7 +65,10 @@ class QuotaLedgerMachine(RuleBasedStateMachine):
         self.db.dispose()
         self.folder.cleanup()
 
-    @rule(size=st.one_of(st.none(), st.integers(0, 3)), expiry_days=st.one_of(st.none(), st.integers(40, 90)))
+    @rule(
+        size=st.one_of(st.none(), st.integers(0, 3)),
+        expiry_days=st.one_of(st.none(), st.integers(40, 90)),
+    )
     def grant(self, size: int | None, expiry_days: int | None) -> None:
         expires = TODAY + timedelta(days=expiry_days) if expiry_days is not None else None
         with self.db.write_session() as session:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from syncd.store.models import (
     BusyInterval,
@@ -38,9 +38,7 @@ def list_calendars(session: Session, mentor_id: str | None = None) -> Sequence[C
 
 
 def blocking_calendars(session: Session, mentor_id: str) -> Sequence[Calendar]:
-    query = select(Calendar).where(
-        Calendar.mentor_id == mentor_id, Calendar.blocks_time.is_(True)
-    )
+    query = select(Calendar).where(Calendar.mentor_id == mentor_id, Calendar.blocks_time.is_(True))
     return session.scalars(query.order_by(Calendar.id)).all()
 
 
@@ -64,8 +62,14 @@ def find_account(
     return session.scalars(query.order_by(CalendarAccount.id)).first()
 
 
-def _equal_or_null(column: object, value: str | None) -> object:
-    return column.is_(None) if value is None else column == value  # type: ignore[attr-defined]
+def _equal_or_null(
+    column: InstrumentedAttribute[str | None], value: str | None
+) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
+
+
+def calendars_of_account(session: Session, account_id: int) -> Sequence[Calendar]:
+    return session.scalars(select(Calendar).where(Calendar.account_id == account_id)).all()
 
 
 def calendar_by_remote(session: Session, account_id: int, remote_id: str) -> Calendar | None:
