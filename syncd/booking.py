@@ -24,11 +24,16 @@ from syncd.slots import load_availability, service_rules
 from syncd.store import repo
 from syncd.store.db import Database
 from syncd.store.models import Booking, Mentor, Service, Student
+from syncd.webhooks import webhook_payload
 
 log = logging.getLogger(__name__)
 
 CANCELLERS = ("student", "mentor", "admin")
 BOOKABLE_STATUSES = ("active", "unlisted")
+
+# Told after each commit: ("booked" | "cancelled" | "rescheduled", booking id) or
+# ("refused", reason code); the daemon counts them and wakes the outbox.
+Observer = Callable[[str, str], None]
 
 # A live check asks the mentor's calendars whether [start, end) is free right now:
 # True free, False busy, None the provider could not be asked (then `live_check_policy` decides).
@@ -57,12 +62,35 @@ class BookingService:
         *,
         live_check: LiveCheck | None = None,
         live_check_policy: str = "refuse",
+        webhooks: bool = False,
+        observer: Observer | None = None,
     ) -> None:
         if live_check_policy not in ("refuse", "allow"):
             raise UserError("live check policy must be 'refuse' or 'allow'")
         self.db = db
         self.live_check = live_check
         self.live_check_policy = live_check_policy
+        self.webhooks = webhooks
+        self.observer = observer
+
+    def _tell(self, event: str, detail: str) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(event, detail)
+            except Exception:  # an observer must never undo a committed booking
+                log.exception("booking observer failed on %s %s", event, detail)
+
+    def _queue(self, session: Session, booking: Booking, event: str, method: str) -> None:
+        """Outbox rows for the calendar and the invite, plus the webhook when configured."""
+        kind = "calendar_delete" if method == "CANCEL" else "calendar_upsert"
+        repo.add_outbox(session, kind, booking.id, {"sequence": booking.sequence})
+        repo.add_outbox(
+            session, "invite", booking.id, {"method": method, "sequence": booking.sequence}
+        )
+        if self.webhooks:
+            session.flush()
+            body = webhook_payload(event, booking)
+            repo.add_outbox(session, "webhook", booking.id, {"event": event, "body": body})
 
     # -- book ---------------------------------------------------------------------------------
 
@@ -75,7 +103,13 @@ class BookingService:
                     return existing
                 booking = self._book_locked(session, request, now)
         except IntegrityError as error:
-            raise _integrity_refusal(error) from None
+            refusal = _integrity_refusal(error)
+            self._tell("refused", refusal.reason)
+            raise refusal from None
+        except BookingRefused as refusal:
+            self._tell("refused", refusal.reason)
+            raise
+        self._tell("booked", booking.id)
         log.info(
             "booked %s: %s with %s at %s",
             booking.id,
@@ -114,10 +148,7 @@ class BookingService:
         session.add(booking)
         session.flush()
         quotas.charge(session, student, service, booking)
-        repo.add_outbox(session, "calendar_upsert", booking.id, {"sequence": booking.sequence})
-        repo.add_outbox(
-            session, "invite", booking.id, {"method": "REQUEST", "sequence": booking.sequence}
-        )
+        self._queue(session, booking, "booking.created", "REQUEST")
         self._live_check(mentor, booking)
         return booking
 
@@ -182,10 +213,8 @@ class BookingService:
             booking.cancel_reason = reason
             booking.sequence += 1
             booking.updated_at = now
-            repo.add_outbox(session, "calendar_delete", booking.id, {"sequence": booking.sequence})
-            repo.add_outbox(
-                session, "invite", booking.id, {"method": "CANCEL", "sequence": booking.sequence}
-            )
+            self._queue(session, booking, "booking.cancelled", "CANCEL")
+        self._tell("cancelled", booking_id)
         log.info("cancelled %s by %s (refunded: %s)", booking_id, by, refunded)
         return CancelResult(booking, refunded)
 
@@ -198,6 +227,7 @@ class BookingService:
                 booking = self._reschedule_locked(session, booking_id, new_start, now)
         except IntegrityError as error:
             raise _integrity_refusal(error) from None
+        self._tell("rescheduled", booking_id)
         log.info("rescheduled %s to %s", booking_id, new_start)
         return booking
 
@@ -221,10 +251,7 @@ class BookingService:
         booking.sequence += 1
         booking.updated_at = now
         session.flush()
-        repo.add_outbox(session, "calendar_upsert", booking.id, {"sequence": booking.sequence})
-        repo.add_outbox(
-            session, "invite", booking.id, {"method": "REQUEST", "sequence": booking.sequence}
-        )
+        self._queue(session, booking, "booking.rescheduled", "REQUEST")
         self._live_check(mentor, booking)
         return booking
 

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from syncd import __version__, directory, quotas
 from syncd import availability as engine
-from syncd.booking import BookingRequest, BookingService
+from syncd.booking import BookingRequest
 from syncd.config import Config, load_config, resolve_database_url
 from syncd.errors import SyncdError, UserError
+from syncd.services import booking_service
 from syncd.slots import find_slots
 from syncd.store import repo
 from syncd.store.db import Database
@@ -574,7 +575,7 @@ def book_command(
 ) -> None:
     """Book a session; prints the booking id."""
     request = BookingRequest(slug, mentor_id, student_id, parse_instant(start), idempotency_key)
-    booking = BookingService(app.database()).book(request, now=utc_now())
+    booking = booking_service(app.database(), app.config).book(request, now=utc_now())
     if as_json:
         _emit_json(_booking_json(booking))
     else:
@@ -598,7 +599,9 @@ def cancel_command(
     app: AppContext, booking_id: str, by: str, reason: str | None, as_json: bool
 ) -> None:
     """Cancel a booking (refunds when the policy allows)."""
-    result = BookingService(app.database()).cancel(booking_id, by=by, reason=reason, now=utc_now())
+    result = booking_service(app.database(), app.config).cancel(
+        booking_id, by=by, reason=reason, now=utc_now()
+    )
     if as_json:
         _emit_json({**_booking_json(result.booking), "refunded": result.refunded})
     else:
@@ -615,7 +618,7 @@ def cancel_command(
 @friendly_errors
 def reschedule_command(app: AppContext, booking_id: str, start: str, as_json: bool) -> None:
     """Move a booking to a new start (same booking id and calendar event)."""
-    booking = BookingService(app.database()).reschedule(
+    booking = booking_service(app.database(), app.config).reschedule(
         booking_id, parse_instant(start), now=utc_now()
     )
     if as_json:
@@ -950,6 +953,14 @@ def calendar_sync(app: AppContext, calendar_id: int | None, mentor_id: str | Non
             )
     if any(outcome.result is None for outcome in outcomes):
         sys.exit(1)
+
+
+@cli.command("sync")
+@click.option("--mentor", "mentor_id", metavar="ID", help="Only this mentor's calendars.")
+@click.pass_context
+def sync_command(ctx: click.Context, mentor_id: str | None) -> None:
+    """One pull pass over every calendar (or a mentor's) now; prints a summary."""
+    ctx.invoke(calendar_sync, calendar_id=None, mentor_id=mentor_id)
 
 
 @cli.group()

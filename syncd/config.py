@@ -68,7 +68,12 @@ KNOWN_OPTIONS: dict[str, dict[str, tuple[type, ...]]] = {
         "timeout_seconds": _NUMBER,
         "ca_file": (str,),
     },
-    "invites": {"organizer": (str,), "organizer_name": (str,), "enabled": (bool,)},
+    "invites": {
+        "organizer": (str,),
+        "organizer_name": (str,),
+        "enabled": (bool,),
+        "mail_dir": (str,),
+    },
     "webhooks": {"url": (str,), "secret_file": (str,), "timeout_seconds": _NUMBER},
     "security": {"secret_key_file": (str,), "secret_key": (str,)},
 }

@@ -12,7 +12,6 @@ check `ctx.stop` between items), release this owner's leases, exit. SIGHUP re-re
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -71,7 +70,6 @@ class DaemonSettings:
     @classmethod
     def from_config(cls, config: Config) -> DaemonSettings:
         source = str(config.path or "config")
-        _refuse_unknown(config, source)
         values = {
             name: _option(config, source, "daemon", name, getattr(cls, name))
             for name in _DAEMON_OPTIONS
@@ -98,14 +96,6 @@ _DAEMON_OPTIONS = (
     "housekeeping_interval_seconds",
     "busy_retention_hours",
 )
-
-
-def _refuse_unknown(config: Config, source: str) -> None:
-    for key in config.section("daemon"):
-        if key not in _DAEMON_OPTIONS:
-            raise ConfigError(
-                f"{source}: unknown option [daemon] {key} (known: {', '.join(_DAEMON_OPTIONS)})"
-            )
 
 
 def _option(config: Config, source: str, section: str, name: str, default: Any) -> Any:
@@ -172,45 +162,30 @@ def measure_outbox(ctx: JobContext) -> int:
     return backlog.pending
 
 
-# name, module, function, settings attribute holding the interval, jitter seconds, expected
-_PLUGGED_JOBS = (
-    ("sync_calendars", "syncd.sync", "sync_due_calendars", "sync_check_seconds", 2.0, True),
-    ("drain_outbox", "syncd.outbox", "drain_outbox", "outbox_interval_seconds", 0.5, True),
-    ("renew_watch_channels", "syncd.sync", "renew_watch_channels",
-     "housekeeping_interval_seconds", 5.0, False),
-)  # fmt: skip
-
-
 def default_jobs(config: Config) -> list[Job]:
-    """The daemon's jobs. Modules written elsewhere are imported here, not at import time, and
-    a missing one is skipped with a warning so the rest still runs."""
+    """The daemon's jobs with their intervals from the config."""
+    from syncd.outbox import drain_outbox  # imported here: both modules import JobContext
+    from syncd.sync import sync_due_calendars
+
     settings = DaemonSettings.from_config(config)
     housekeeping = timedelta(seconds=settings.housekeeping_interval_seconds)
-    jobs = [
+    return [
+        Job(
+            "sync_calendars",
+            timedelta(seconds=settings.sync_check_seconds),
+            sync_due_calendars,
+            jitter=2.0,
+        ),
+        Job(
+            "drain_outbox",
+            timedelta(seconds=settings.outbox_interval_seconds),
+            drain_outbox,
+            jitter=0.5,
+        ),
         Job("complete_past_bookings", housekeeping, complete_past_bookings, jitter=5.0),
         Job("prune_busy_cache", housekeeping * 10, prune_busy_cache, jitter=30.0),
         Job("measure_outbox", timedelta(seconds=15), measure_outbox, jitter=1.0),
     ]
-    for name, module, attribute, interval_option, jitter, expected in _PLUGGED_JOBS:
-        func = _import_job(module, attribute, logging.WARNING if expected else logging.DEBUG)
-        if func is not None:
-            interval = timedelta(seconds=getattr(settings, interval_option))
-            jobs.append(Job(name, interval, func, jitter=jitter))
-    return jobs
-
-
-def _import_job(module_name: str, attribute: str, level: int) -> JobFunc | None:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise  # the module exists but one of its imports is missing: a broken install
-        log.log(level, "job %s.%s skipped: module not available", module_name, attribute)
-        return None
-    func: JobFunc | None = getattr(module, attribute, None)
-    if func is None:
-        log.log(level, "job %s.%s skipped: function not available", module_name, attribute)
-    return func
 
 
 def config_changes(old: Config, new: Config) -> list[str]:

@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -181,7 +182,21 @@ def _install_api(app: FastAPI, ctx: OpsContext) -> None:
             raise  # syncd.api exists but something it imports is missing: a real error
         log.info("syncd.api is not installed; serving only /healthz, /readyz and /metrics")
         return
-    api.install(app, ctx.db, api.ApiSettings.from_config(ctx.config))
+    from syncd.services import booking_service
+
+    bookings = booking_service(ctx.db, ctx.config, observer=partial(booking_observed, ctx))
+    api.install(app, ctx.db, api.ApiSettings.from_config(ctx.config), bookings=bookings)
+
+
+def booking_observed(ctx: OpsContext, event: str, detail: str) -> None:
+    """Count bookings and quota denials; drain the outbox at once after any change."""
+    if event == "refused":
+        if detail == "quota_exhausted":
+            ctx.metrics.quota_denied(detail)
+        return
+    if event == "booked":
+        ctx.metrics.booking_created()
+    ctx.wake("drain_outbox")
 
 
 # -- the listener -----------------------------------------------------------------------------

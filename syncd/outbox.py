@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.utils import parseaddr
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.orm import Session
@@ -43,7 +46,7 @@ from connectors.base import (
     PreconditionFailed,
 )
 from syncd.calendars import ConnectorFactory, default_factory
-from syncd.config import Config
+from syncd.config import Config, state_directory
 from syncd.errors import ConfigError
 from syncd.identity import booking_uid
 from syncd.invites import InviteDetails, InviteError, Method, build_message
@@ -54,6 +57,7 @@ from syncd.store import repo
 from syncd.store.db import Database
 from syncd.store.leases import claim_due_outbox, fail_outbox, finish_outbox
 from syncd.store.models import Booking, Calendar, CalendarAccount, OutboxItem
+from syncd.webhooks import PermanentDeliveryError, TransientDeliveryError, deliver
 
 if TYPE_CHECKING:
     from syncd.daemon import JobContext
@@ -187,7 +191,10 @@ class Drainer:
         except (PermanentMailError, InviteError) as error:
             log.error("outbox %s (%s): cannot send, giving up: %s", item_id, kind, error)
             return Failed(f"{type(error).__name__}: {error}"), None
-        except (ConnectorError, TransientMailError) as error:
+        except PermanentDeliveryError as error:
+            log.error("outbox %s (%s): webhook refused, giving up: %s", item_id, kind, error)
+            return Failed(str(error)), None
+        except (ConnectorError, TransientMailError, TransientDeliveryError) as error:
             log.warning("outbox %s (%s): will retry: %s", item_id, kind, error)
             return Retry(f"{type(error).__name__}: {error}"), None
         except ConfigError:
@@ -199,6 +206,8 @@ class Drainer:
     def _dispatch(
         self, kind: str, payload: dict[str, Any], booking_id: str | None, now: datetime
     ) -> tuple[Outcome, EventWritten | None]:
+        if kind == "webhook":
+            return self._webhook(payload), None  # every event is delivered, even superseded ones
         if booking_id is None:
             return Failed(f"{kind} item without a booking"), None
         context = _load_context(self.db, booking_id)
@@ -257,10 +266,21 @@ class Drainer:
         method = str(payload.get("method", "REQUEST")).upper()
         if method not in ("REQUEST", "CANCEL"):
             return Failed(f"unknown invite method {method!r}")
-        settings = smtp_settings(self.config)
         details = invite_details(context, organizer_email(self.config))
-        message = build_message(details, cast(Method, method), from_address=settings.from_address)
-        (self._mailer or partial(send_message, settings))(message)
+        sender = self._mailer or default_mailer(self.config)
+        from_address = smtp_settings(self.config).from_address
+        message = build_message(details, cast(Method, method), from_address=from_address)
+        sender(message)
+        return Done()
+
+    def _webhook(self, payload: dict[str, Any]) -> Outcome:
+        url = self.config.require_type("webhooks", "url", str, None)
+        if not url:
+            return Done("webhooks are not configured ([webhooks] url)")
+        timeout = float(self.config.get("webhooks", "timeout_seconds", 10))
+        deliver(
+            str(url), str(payload["event"]), payload["body"], webhook_secret(self.config), timeout
+        )
         return Done()
 
     def _connector(self, account: CalendarAccount) -> _ClosingConnector:
@@ -460,50 +480,74 @@ def invite_details(context: _BookingContext, organizer: str) -> InviteDetails:
 
 
 def organizer_email(config: Config) -> str:
-    for section, option in (
-        ("invites", "organizer_email"),
-        ("invites", "from_address"),
-        ("smtp", "from_address"),
-    ):
-        value = config.require_type(section, option, str, None)
-        if value:
-            return str(value)
-    return "syncd@localhost"
-
-
-_SMTP_OPTIONS = {
-    "host": str,
-    "port": int,
-    "security": str,
-    "username": str,
-    "timeout": (int, float),
-    "from_address": str,
-    "ca_file": str,
-    "local_hostname": str,
-}
+    """`[invites] organizer`, else the SMTP sender, else a local placeholder."""
+    organizer = config.require_type("invites", "organizer", str, None)
+    sender = config.require_type("smtp", "from", str, None)
+    return str(organizer or (parseaddr(sender)[1] if sender else "") or "syncd@localhost")
 
 
 def smtp_settings(config: Config) -> SmtpSettings:
     """SmtpSettings from [smtp]; the password from `password_file` or $SYNCD_SMTP_PASSWORD,
-    never from the config file itself."""
+    never from the config file itself. (Key names and types are checked by syncd.config.)"""
     section = config.section("smtp")
-    values: dict[str, Any] = {}
-    for option, kind in _SMTP_OPTIONS.items():
-        if option in section:
-            value = section[option]
-            if isinstance(value, bool) or not isinstance(value, kind):  # type: ignore[arg-type]
-                raise ConfigError(f"{config.path or 'config'}: [smtp] {option} has a wrong type")
-            values[option] = value
-    if values.get("security", "none") not in ("none", "starttls", "ssl"):
-        raise ConfigError(f"{config.path or 'config'}: [smtp] security must be none/starttls/ssl")
-    if "password" in section:
+    security = section.get("security", "none")
+    if security not in ("none", "starttls", "ssl"):
         raise ConfigError(
-            f"{config.path or 'config'}: [smtp] password is not read from the config file; "
-            "use password_file or $SYNCD_SMTP_PASSWORD"
+            f"{config.path or 'config'}: [smtp] security must be none, starttls or ssl"
         )
-    values.setdefault("from_address", organizer_email(config))
-    password = _smtp_password(config)
-    return SmtpSettings(**values, password=password)
+    optional: dict[str, Any] = {
+        "host": section.get("host"),
+        "port": section.get("port"),
+        "username": section.get("username"),
+        "timeout": section.get("timeout_seconds"),
+        "ca_file": section.get("ca_file"),
+    }
+    return SmtpSettings(
+        **{key: value for key, value in optional.items() if value is not None},
+        security=security,
+        from_address=str(section.get("from") or organizer_email(config)),
+        password=_smtp_password(config),
+    )
+
+
+def webhook_secret(config: Config) -> str:
+    """The HMAC secret from `[webhooks] secret_file` or $SYNCD_WEBHOOK_SECRET."""
+    from_env = os.environ.get("SYNCD_WEBHOOK_SECRET")
+    if from_env:
+        return from_env
+    path = config.require_type("webhooks", "secret_file", str, None)
+    if not path:
+        raise ConfigError(
+            "[webhooks] url is set but no secret: set secret_file or $SYNCD_WEBHOOK_SECRET"
+        )
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"cannot read [webhooks] secret_file: {error.strerror}") from None
+
+
+def mail_folder(config: Config) -> Path:
+    configured = config.require_type("invites", "mail_dir", str, None)
+    return Path(configured) if configured else state_directory() / "mail"
+
+
+def default_mailer(config: Config) -> Mailer:
+    """SMTP when `[smtp]` is configured; otherwise invites are kept as .eml files in the
+    state directory's mail/ folder, so nothing is lost before mail is set up."""
+    if config.section("smtp"):
+        return partial(send_message, smtp_settings(config))
+    return partial(write_eml, mail_folder(config))
+
+
+def write_eml(folder: Path, message: EmailMessage) -> None:
+    """Write the message atomically, named after its Message-ID: a resend after a crash
+    replaces the identical copy instead of adding a second one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", str(message["Message-ID"]).strip("<>")) + ".eml"
+    temporary = folder / f".{name}.tmp"
+    temporary.write_bytes(message.as_bytes())
+    os.replace(temporary, folder / name)
+    log.info("invite written to %s (no [smtp] configured)", folder / name)
 
 
 def _smtp_password(config: Config) -> str | None:

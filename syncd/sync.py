@@ -500,12 +500,13 @@ def live_check_for(
     """A BookingService live check: asks every blocking calendar of the mentor, per account in
     parallel, whether [start, end) is free. True free, False busy, None when some calendar
     could not be asked within `timeout` seconds (and none said busy)."""
-    chosen = factory or default_factory(config)
 
     def check(mentor_id: str, start: datetime, end: datetime) -> bool | None:
         groups = _blocking_by_account(db, mentor_id)
         if not groups:
             return True
+        # Built only when needed: a mentor without calendars needs no decryption key.
+        chosen = factory or default_factory(config)
         answers = _ask_all(chosen, groups, start, end, timeout)
         if False in answers:
             return False

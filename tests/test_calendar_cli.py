@@ -127,3 +127,41 @@ def test_secret_generate_prints_a_usable_key() -> None:
     key = result.output.strip()
     assert result.exit_code == 0 and len(key) == 44
     assert SecretBox(key).decrypt(SecretBox(key).encrypt("x")).reveal() == "x"
+
+
+def test_top_level_sync_pulls_the_mentors_calendars(
+    run: Run, server: DavServer, password_file: str
+) -> None:
+    work = make_calendar(server, "work")
+    put_object(server, f"{work}a.ics", timed("a", at(1, 9)))
+    assert run("calendar", "add", "ana", "caldav", "--url", work, "--username", "ana",
+               "--password-file", password_file).exit_code == 0  # fmt: skip
+    first = run("sync", "--mentor", "ana")
+    assert first.exit_code == 0 and "full, 1 changed" in first.stdout
+    again = run("sync")
+    assert again.exit_code == 0 and "incremental, 0 changed" in again.stdout
+
+
+def test_book_refuses_when_the_mentors_calendar_cannot_be_asked(
+    run: Run, world: Database, password_file: str
+) -> None:
+    """The live check before confirming: default policy refuses when the server is down."""
+    with radicale_server(auth=("ana", PASSWORD)) as doomed:
+        work = make_calendar(doomed, "work")
+        assert run("calendar", "add", "ana", "caldav", "--url", work, "--username", "ana",
+                   "--password-file", password_file).exit_code == 0  # fmt: skip
+        assert run("quota", "grant", "kim", "intro", "--unlimited").exit_code == 0
+    start = _next_weekday_at(10)
+    refused = run("book", "intro", "--mentor", "ana", "--student", "kim", "--start", start)
+    assert refused.exit_code == 1
+    assert "cannot be reached" in refused.stderr
+    assert json.loads(run("bookings", "--json").stdout) == []
+
+
+def _next_weekday_at(hour_utc: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    day = datetime.now(UTC).date() + timedelta(days=2)
+    while day.weekday() > 4:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, hour_utc, tzinfo=UTC).isoformat()

@@ -104,13 +104,19 @@ def test_bad_settings_name_the_file_and_option(tmp_path: Path, text: str, messag
     assert str(path) in str(error.value)
 
 
-def test_default_jobs_skip_missing_modules_with_a_warning(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setitem(sys.modules, "syncd.outbox", None)  # import fails like a missing module
-    names = [job.name for job in default_jobs(Config())]
-    assert {"complete_past_bookings", "prune_busy_cache", "measure_outbox"} <= set(names)
-    assert "drain_outbox" not in names
+def test_default_jobs_take_their_intervals_from_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.toml"
+    path.write_text("[daemon]\nsync_check_seconds = 7\noutbox_interval_seconds = 2\n")
+    jobs = {job.name: job for job in default_jobs(load_config(path))}
+    assert set(jobs) == {
+        "sync_calendars",
+        "drain_outbox",
+        "complete_past_bookings",
+        "prune_busy_cache",
+        "measure_outbox",
+    }
+    assert jobs["sync_calendars"].interval == timedelta(seconds=7)
+    assert jobs["drain_outbox"].interval == timedelta(seconds=2)
 
 
 def test_config_changes_name_keys_but_not_values() -> None:

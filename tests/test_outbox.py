@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from email import message_from_bytes
 from email.message import EmailMessage
+from email.policy import default as email_policy
+from pathlib import Path
 from typing import Any
 
 import icalendar
@@ -15,16 +18,20 @@ import syncd.outbox as outbox
 from connectors.base import AuthError, TransientError
 from connectors.caldav import CalDAVConnector
 from connectors.memory import MemoryConnector
-from syncd.booking import BookingService
+from syncd.booking import BookingRequest, BookingService
 from syncd.config import Config
+from syncd.errors import BookingRefused
 from syncd.identity import booking_uid
 from syncd.mailer import PermanentMailError
+from syncd.outbox import mail_folder, write_eml
 from syncd.store import repo
 from syncd.store.db import Database
 from syncd.store.models import Booking, OutboxItem
 from tests.servers import DavServer, make_calendar, radicale_server
 from tests.smtp_server import running_smtp_server
 from tests.test_sync import NOW, _book, add_calendar
+from tests.test_webhooks import SECRET as WEBHOOK_SECRET
+from tests.test_webhooks import Receiver, receiver  # noqa: F401 - the fixture
 
 LEASE = timedelta(minutes=5)
 AFTER_LEASE = NOW + LEASE + timedelta(seconds=1)
@@ -228,8 +235,8 @@ def test_invite_is_emailed_to_the_student(world: Database) -> None:
     with running_smtp_server() as smtp:
         config = Config(
             sections={
-                "smtp": {"host": smtp.host, "port": smtp.port, "timeout": 5},
-                "invites": {"organizer_email": "bookings@example.org"},
+                "smtp": {"host": smtp.host, "port": smtp.port, "timeout_seconds": 5},
+                "invites": {"organizer": "bookings@example.org"},
             }
         )
         drain(world, lambda _a: pytest.fail("no calendar"), config=config)
@@ -243,7 +250,9 @@ def test_invite_is_emailed_to_the_student(world: Database) -> None:
 def test_transient_mail_failure_retries_and_permanent_fails(world: Database) -> None:
     booked = _book(world, "2027-03-01T10:00:00Z")
     with running_smtp_server() as smtp:
-        config = Config(sections={"smtp": {"host": smtp.host, "port": smtp.port, "timeout": 5}})
+        config = Config(
+            sections={"smtp": {"host": smtp.host, "port": smtp.port, "timeout_seconds": 5}}
+        )
         smtp.reject_next_rcpt(451)
         drain(world, lambda _a: pytest.fail("no calendar"), config=config)
         [invite] = [i for i in items(world, booked.id) if i.kind == "invite"]
@@ -260,3 +269,94 @@ def test_transient_mail_failure_retries_and_permanent_fails(world: Database) -> 
     drain(world, lambda _a: pytest.fail("no calendar"), mailer=refuse, config=Config())
     cancel = [i for i in items(world, booked.id) if i.kind == "invite"][-1]
     assert cancel.status == "failed" and "550" in (cancel.last_error or "")
+
+
+def test_without_smtp_invites_are_kept_as_eml_files(world: Database, tmp_path: Path) -> None:
+    booked = _book(world, "2027-03-01T10:00:00Z")
+    config = Config(
+        sections={
+            "invites": {"organizer": "bookings@example.org", "mail_dir": str(tmp_path / "mail")}
+        }
+    )
+    drain(world, lambda _a: pytest.fail("no calendar"), config=config)
+    [eml] = list((tmp_path / "mail").glob("*.eml"))
+    message = message_from_bytes(eml.read_bytes(), policy=email_policy)
+    assert message["To"].addresses[0].addr_spec == "kim@example.org"
+    assert booking_uid(booked.id) in eml.read_text()
+    # A resend of the same message (e.g. after a crash) replaces it: still one file.
+    first = eml.read_bytes()
+    write_eml(tmp_path / "mail", message_from_bytes(first, policy=email_policy))  # type: ignore[arg-type]
+    assert [p.name for p in (tmp_path / "mail").glob("*.eml")] == [eml.name]
+
+
+def test_default_mail_folder_is_in_the_state_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    assert mail_folder(Config()) == tmp_path / "state" / "mail"
+
+
+# -- webhooks -----------------------------------------------------------------------------------
+
+
+def test_booking_events_reach_the_webhook_signed_and_in_order(
+    world: Database,
+    receiver: Receiver,  # noqa: F811 - the fixture imported from test_webhooks
+    tmp_path: Path,
+) -> None:
+    from syncd import directory, quotas
+
+    with world.write_session() as session:
+        quotas.grant(
+            session,
+            directory.require_student(session, "kim"),
+            service=directory.require_service(session, "intro"),
+            sessions=None,
+            today=NOW.date(),
+        )
+    seen: list[tuple[str, str]] = []
+    service = BookingService(
+        world, webhooks=True, observer=lambda event, detail: seen.append((event, detail))
+    )
+    booked = service.book(
+        BookingRequest("intro", "ana", "kim", datetime.fromisoformat("2027-03-01T10:00:00Z")),
+        now=NOW,
+    )
+    service.reschedule(booked.id, datetime.fromisoformat("2027-03-01T12:00:00Z"), now=NOW)
+    service.cancel(booked.id, by="student", reason=None, now=NOW)
+    secret = tmp_path / "webhook-secret"
+    secret.write_text(WEBHOOK_SECRET + "\n")
+    config = Config(
+        sections={
+            "webhooks": {"url": receiver.url, "secret_file": str(secret)},
+            **NO_INVITES.sections,
+        }
+    )
+    drain(world, lambda _a: pytest.fail("no calendar"), config=config)
+    assert [r["event"] for r in receiver.received] == [
+        "booking.created",
+        "booking.rescheduled",
+        "booking.cancelled",
+    ]
+    bodies = [r["body"] for r in receiver.received]
+    assert [b["booking"]["start"] for b in bodies] == [  # type: ignore[index]
+        "2027-03-01T10:00:00Z",
+        "2027-03-01T12:00:00Z",
+        "2027-03-01T12:00:00Z",
+    ]
+    assert bodies[2]["booking"]["status"] == "cancelled"  # type: ignore[index]
+    assert receiver.rejected == 0
+    assert seen == [("booked", booked.id), ("rescheduled", booked.id), ("cancelled", booked.id)]
+    webhook_items = [i for i in items(world, booked.id) if i.kind == "webhook"]
+    assert [i.status for i in webhook_items] == ["done", "done", "done"]
+
+
+def test_refused_bookings_are_observed_with_their_reason(world: Database) -> None:
+    seen: list[tuple[str, str]] = []
+    service = BookingService(world, observer=lambda event, detail: seen.append((event, detail)))
+    with pytest.raises(BookingRefused):
+        service.book(
+            BookingRequest("intro", "ana", "kim", datetime.fromisoformat("2027-03-01T10:00:00Z")),
+            now=NOW,
+        )
+    assert seen == [("refused", "quota_exhausted")]

@@ -36,6 +36,9 @@ class ApiSettings:
     allow_private_caldav: bool = False
     organizer_email: str = "syncd@localhost"
     clock: Callable[[], datetime] = field(default=utc_now)
+    # The whole config, for the services the pages call (calendar connect reads [caldav],
+    # [google] and the key that encrypts credentials from it).
+    config: Config = field(default_factory=Config)
 
     @classmethod
     def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -47,7 +50,8 @@ class ApiSettings:
             allow_private_caldav=bool(
                 config.require_type("http", "allow_private_caldav", bool, False)
             ),
-            organizer_email=str(config.get("invites", "from_address", None) or "syncd@localhost"),
+            organizer_email=str(config.get("invites", "organizer", None) or "syncd@localhost"),
+            config=config,
         )
 
 
