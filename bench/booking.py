@@ -36,16 +36,22 @@ def seed(db: Database) -> None:
     with db.write_session() as session:
         directory.add_service(session, "s", name="Bench", duration=30, step=30, horizon_days=365)
         for i in range(CLIENTS):
-            directory.add_mentor(session, f"m{i}", name=f"M{i}", email=f"m{i}@example.org", timezone="UTC")
+            directory.add_mentor(
+                session, f"m{i}", name=f"M{i}", email=f"m{i}@example.org", timezone="UTC"
+            )
             directory.set_weekly_hours(session, f"m{i}", ["daily 00:00-24:00"])
-            student = directory.add_student(session, f"s{i}", name=f"S{i}", email=f"s{i}@example.org", timezone="UTC")
+            student = directory.add_student(
+                session, f"s{i}", name=f"S{i}", email=f"s{i}@example.org", timezone="UTC"
+            )
             session.flush()
             directory.assign_service(session, "s", [f"m{i}"])
             quotas.grant(session, student, service=directory.require_service(session, "s"),
                          sessions=None, today=date(2027, 1, 1))  # fmt: skip
 
 
-def run_clients(db: Database, per_client: int, pick: Callable[[int, int], tuple[str, datetime]]) -> tuple[float, list[float]]:
+def run_clients(
+    db: Database, per_client: int, pick: Callable[[int, int], tuple[str, datetime]]
+) -> tuple[float, list[float]]:
     latencies: list[float] = []
     lock = threading.Lock()
     barrier = threading.Barrier(CLIENTS)
@@ -104,7 +110,9 @@ def postgres_database(base_url: str) -> tuple[Database, Callable[[], None]]:
     return db, drop
 
 
-def scenario_run(make: Callable[[], tuple[Database, Callable[[], None]]], backend: str, per_client: int) -> None:
+def scenario_run(
+    make: Callable[[], tuple[Database, Callable[[], None]]], backend: str, per_client: int
+) -> None:
     for name, pick in (("distinct mentors", distinct), ("one hot mentor", hot)):
         db, cleanup = make()
         try:
@@ -117,7 +125,9 @@ def scenario_run(make: Callable[[], tuple[Database, Callable[[], None]]], backen
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--per-client", type=int, default=100)
     parser.add_argument("--sqlite", action="store_true", help="also run on a SQLite file")
@@ -125,6 +135,7 @@ def main() -> None:
     print(f"{CLIENTS} clients x {args.per_client} bookings each")
     scenario_run(lambda: postgres_database(args.url), "postgresql", args.per_client)
     if args.sqlite:
+
         def sqlite_database() -> tuple[Database, Callable[[], None]]:
             folder = tempfile.TemporaryDirectory()
             db = Database(f"sqlite:///{folder.name}/bench.db")

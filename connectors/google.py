@@ -13,6 +13,10 @@ Choices worth knowing:
   with a known etag sends If-Match (412 → PreconditionFailed, as in the connector contract);
   deletes never do, since a cancelled booking's event must go whatever changed in it.
 - One connector is used by one thread at a time (httplib2 is not thread-safe).
+- Every API call attempt (retries included) first takes a token from the account's
+  `RequestBudget`, shared by all connectors of the same grant (client id + refresh token), so
+  parallel pulls of one account stay under Google's per-user limit. Token refreshes are not
+  API calls and do not count.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from connectors.base import (
     TransientError,
 )
 from connectors.google_auth import auth_error_from_refresh, credentials_from_authorized_user_info
+from connectors.ratelimit import RequestBudget, account_key, shared_budget
 from syncd.identity import GOOGLE_PRIVATE_KEY, booking_id_from_uid
 
 log = logging.getLogger(__name__)
@@ -118,6 +123,7 @@ class GoogleConnector(Connector):
         retry: RetryPolicy | None = None,
         full_sync_lookback: timedelta = timedelta(days=1),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        budget: RequestBudget | None = None,
     ) -> None:
         if send_updates not in _SEND_UPDATES:
             raise ValueError(f"send_updates must be one of {sorted(_SEND_UPDATES)}")
@@ -127,6 +133,7 @@ class GoogleConnector(Connector):
         self._retry = retry or RetryPolicy()
         self._lookback = full_sync_lookback
         self._clock = clock
+        self._budget = budget or _account_budget(self._credentials)
         self._http = google_auth_httplib2.AuthorizedHttp(
             self._credentials, http=httplib2.Http(timeout=timeout)
         )
@@ -138,6 +145,11 @@ class GoogleConnector(Connector):
             cache_discovery=False,
             client_options={"api_endpoint": api_endpoint} if api_endpoint else None,
         )
+
+    @property
+    def budget(self) -> RequestBudget:
+        """The request budget this connector draws from (shared per account by default)."""
+        return self._budget
 
     @property
     def credentials(self) -> Credentials:
@@ -304,6 +316,7 @@ class GoogleConnector(Connector):
         """Run a request, retrying transient failures with backoff; map errors to the family."""
         policy = self._retry
         for attempt in range(1, policy.max_attempts + 1):
+            self._budget.acquire()  # BudgetExhausted is transient: the pass stops here
             try:
                 return make_request().execute(num_retries=0)
             except HttpError as exc:
@@ -341,6 +354,12 @@ def _credentials(
             cast(Credentials, credentials.with_token_uri(token_uri)) if token_uri else credentials
         )
     return credentials_from_authorized_user_info(credentials, token_uri)
+
+
+def _account_budget(credentials: Credentials) -> RequestBudget:
+    key = account_key(credentials.client_id, credentials.refresh_token)
+    # Without a refresh token the account cannot be recognised: budget this connector alone.
+    return shared_budget(key) if key else RequestBudget()
 
 
 def _error_reason(exc: HttpError) -> str:

@@ -75,7 +75,9 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
         ("[http]\nenabled = 1\n", "[http] enabled must be a bool"),
     ],
 )
-def test_unknown_keys_and_bad_values_name_file_and_key(tmp_path: Path, text: str, fragment: str) -> None:
+def test_unknown_keys_and_bad_values_name_file_and_key(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
     path = write(tmp_path / "bad.toml", text)
     with pytest.raises(ConfigError) as error:
         load_config(path)
