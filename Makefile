@@ -18,8 +18,15 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-demo: $(VENV)/.installed
-	SYNCD_DATABASE_URL= XDG_DATA_HOME=$(DEMO_STATE) $(BIN)/python -m syncd.demo
+# The demo also needs Radicale (the `demo` extra) for its embedded CalDAV server.
+$(VENV)/.installed-demo: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[demo]'
+	touch $@
+
+# make demo [DEMO_STATE=DIR] [DEMO_ONCE=1 | ARGS=--once]
+demo: $(VENV)/.installed-demo
+	SYNCD_DATABASE_URL= SYNCD_CONFIG= DEMO_ONCE=$(DEMO_ONCE) \
+		$(BIN)/python -m syncd.demo --state '$(DEMO_STATE)' $(ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest

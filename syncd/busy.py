@@ -57,7 +57,7 @@ class BusyOccurrence:
 
 
 def busy_from_ical(
-    ics: str,
+    ics: str | icalendar.Calendar,
     *,
     window_start: datetime,
     window_end: datetime,
@@ -68,7 +68,7 @@ def busy_from_ical(
     _require_aware(window_start, "window_start")
     _require_aware(window_end, "window_end")
     zone = _zone(default_timezone)
-    calendar = parse_calendar(ics)
+    calendar = parse_calendar(ics) if isinstance(ics, str) else ics
     _warn_about_unknown_tzids(calendar, default_timezone)
     recurring_uids = _recurring_uids(calendar)
     mentors = {_normalise_address(email) for email in mentor_emails}

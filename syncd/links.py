@@ -11,7 +11,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from typing import Literal
 
 from syncd.config import Config
 from syncd.errors import ConfigError, UserError
+from syncd.secrets import load_key_material
 
 LinkKind = Literal["mentor", "student"]
 LINK_KINDS: tuple[LinkKind, ...] = ("mentor", "student")
@@ -100,9 +100,9 @@ def page_url(public_url: str, kind: LinkKind, token: str) -> str:
 
 
 def secret_key(config: Config, environ: Mapping[str, str] | None = None) -> bytes | None:
-    """`$SYNCD_SECRET_KEY`, else `[security] secret_key`; None when neither is set."""
-    env = os.environ if environ is None else environ
-    value = env.get("SYNCD_SECRET_KEY") or config.require_type("security", "secret_key", str, None)
+    """The admin's key from the same sources as credential encryption ($SYNCD_SECRET_KEY,
+    [security] secret_key_file, the systemd credential, [security] secret_key); None if none."""
+    value = load_key_material(config, environ)
     if not value:
         return None
     encoded = str(value).encode("utf-8")

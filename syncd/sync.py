@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -49,7 +49,7 @@ from syncd.secrets import UndecryptableSecret
 from syncd.store import calendars as store
 from syncd.store.db import Database
 from syncd.store.leases import claim_due_calendars, release_calendar
-from syncd.store.models import BusyInterval, Calendar, CalendarAccount
+from syncd.store.models import Calendar, CalendarAccount
 
 if TYPE_CHECKING:
     from syncd.booking import LiveCheck
@@ -203,9 +203,9 @@ def _apply(
     else:
         store.delete_objects(session, view.id, changes.deleted)
         result.deleted = len(changes.deleted)
-    for remote in changes.upserts:
-        if not _store_object(session, view, remote, window, zone):
-            result.malformed.append(remote.ref)
+    translated = [_translate_safely(view, remote, window, zone) for remote in changes.upserts]
+    _store_objects(session, view.id, translated, replace=not changes.full)
+    result.malformed.extend(t.remote.ref for t in translated if t.error is not None)
     result.upserted = len(changes.upserts)
     if not changes.full and _window_moved(view.window_end, window.end):
         fresh = {remote.ref for remote in changes.upserts}
@@ -229,43 +229,81 @@ def _record_pull(session: Any, calendar_id: int, changes: Changes, window: SyncW
 def _reexpand(
     session: Any, view: _CalendarView, window: SyncWindow, zone: str, *, skip: set[str]
 ) -> int:
-    count = 0
+    """Expand stored recurring masters (and far-out events) again for the moved window."""
+    translated = []
     for stored in store.objects_to_reexpand(session, view.id):
         if stored.ref in skip:
             continue
         data: Any = json.loads(stored.data) if stored.kind == "google" else stored.data
         remote = RemoteObject(stored.ref, stored.etag, stored.kind, data)
-        _store_object(session, view, remote, window, zone)
-        count += 1
-    return count
+        translated.append(_translate_safely(view, remote, window, zone))
+    refs = [t.remote.ref for t in translated]
+    store.delete_busy(session, view.id, refs)
+    store.insert_busy(session, view.id, _busy_rows(translated))
+    return len(translated)
 
 
-# -- translating one object -------------------------------------------------------------------
+# -- translating objects ----------------------------------------------------------------------
 
 
-def _store_object(
-    session: Any, view: _CalendarView, remote: RemoteObject, window: SyncWindow, zone: str
-) -> bool:
-    """Store the object and replace its busy rows; False when it was malformed."""
-    error: str | None = None
+@dataclass(frozen=True)
+class _Translated:
+    remote: RemoteObject
+    occurrences: list[BusyOccurrence]
+    reaches_beyond: bool
+    error: str | None
+
+
+def _translate_safely(
+    view: _CalendarView, remote: RemoteObject, window: SyncWindow, zone: str
+) -> _Translated:
+    """The object's busy occurrences; a malformed object yields none and its error."""
     try:
         occurrences, reaches_beyond = _translate(remote, window, zone, view.mentor_emails)
     except ValueError as exc:  # MalformedCalendarData and bad zone names in the data
         log.warning("calendar %s: skipping malformed object %s: %s", view.id, remote.ref, exc)
-        occurrences, reaches_beyond, error = [], False, str(exc)
-    raw = json.dumps(remote.data) if remote.kind == "google" else str(remote.data)
-    store.upsert_object(
+        return _Translated(remote, [], False, str(exc))
+    return _Translated(remote, occurrences, reaches_beyond, None)
+
+
+def _store_objects(
+    session: Any, calendar_id: int, translated: Sequence[_Translated], *, replace: bool
+) -> None:
+    """Raw objects and their busy rows in bulk; `replace` drops what they had before."""
+    if replace:
+        store.delete_objects(session, calendar_id, [t.remote.ref for t in translated])
+    store.insert_objects(
         session,
-        view.id,
-        remote.ref,
-        etag=remote.etag,
-        kind=remote.kind,
-        data=raw,
-        recurring=reaches_beyond,
-        error=error,
+        calendar_id,
+        [
+            {
+                "ref": t.remote.ref,
+                "etag": t.remote.etag,
+                "kind": t.remote.kind,
+                "data": json.dumps(t.remote.data)
+                if t.remote.kind == "google"
+                else str(t.remote.data),
+                "recurring": t.reaches_beyond,
+                "error": t.error,
+            }
+            for t in translated
+        ],
     )
-    store.replace_busy(session, view.id, remote.ref, _rows(occurrences))
-    return error is None
+    store.insert_busy(session, calendar_id, _busy_rows(translated))
+
+
+def _busy_rows(translated: Sequence[_Translated]) -> list[dict[str, Any]]:
+    return [
+        {
+            "object_ref": t.remote.ref,
+            "start": o.start,
+            "end": o.end,
+            "uid": o.uid[:1000],
+            "booking_id": o.booking_id,
+        }
+        for t in translated
+        for o in t.occurrences
+    ]
 
 
 def _translate(
@@ -277,14 +315,15 @@ def _translate(
     if remote.kind != "ical":
         raise ValueError(f"unknown object kind {remote.kind!r}")
     ics = str(remote.data)
+    calendar = parse_calendar(ics)  # parsed once for both questions
     occurrences = busy_from_ical(
-        ics,
+        calendar,
         window_start=window.start,
         window_end=window.end,
         default_timezone=zone,
         mentor_emails=mentor_emails,
     )
-    return occurrences, _ical_reaches_beyond(ics, window.end, ZoneInfo(zone))
+    return occurrences, _ical_reaches_beyond(ics, calendar, window.end, ZoneInfo(zone))
 
 
 def _translate_google(
@@ -299,11 +338,11 @@ def _translate_google(
     return ([occurrence] if inside else []), occurrence.start >= window.end - _REEXPAND_SLACK
 
 
-def _ical_reaches_beyond(ics: str, window_end: datetime, zone: ZoneInfo) -> bool:
+def _ical_reaches_beyond(ics: str, calendar: Any, window_end: datetime, zone: ZoneInfo) -> bool:
     if "RRULE" in ics or "RDATE" in ics:
         return True  # recurring masters are always expanded again as the window moves
     limit = window_end - _REEXPAND_SLACK
-    for event in parse_calendar(ics).walk("VEVENT"):
+    for event in calendar.walk("VEVENT"):
         start: Any = event["DTSTART"]
         if isinstance(start.dt, date) and _as_utc(start.dt, zone) >= limit:
             return True
@@ -316,13 +355,6 @@ def _as_utc(value: date | datetime, zone: ZoneInfo) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
     return value.astimezone(UTC)
-
-
-def _rows(occurrences: Iterable[BusyOccurrence]) -> list[BusyInterval]:
-    return [
-        BusyInterval(start=o.start, end=o.end, uid=o.uid[:1000], booking_id=o.booking_id)
-        for o in occurrences
-    ]
 
 
 # -- claimed calendars: outcome bookkeeping ---------------------------------------------------

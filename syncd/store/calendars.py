@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from syncd.store.models import (
@@ -132,27 +133,12 @@ def longest_horizon_days(session: Session) -> int:
 # -- raw objects ------------------------------------------------------------------------------
 
 
-def upsert_object(
-    session: Session,
-    calendar_id: int,
-    ref: str,
-    *,
-    etag: str | None,
-    kind: str,
-    data: str,
-    recurring: bool,
-    error: str | None,
-) -> None:
-    found = session.scalars(
-        select(CalendarObject).where(
-            CalendarObject.calendar_id == calendar_id, CalendarObject.ref == ref
+def insert_objects(session: Session, calendar_id: int, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk insert raw objects (callers delete the previous versions first)."""
+    if rows:
+        session.execute(
+            insert(CalendarObject), [{**row, "calendar_id": calendar_id} for row in rows]
         )
-    ).first()
-    if found is None:
-        found = CalendarObject(calendar_id=calendar_id, ref=ref)
-        session.add(found)
-    found.etag, found.kind, found.data = etag, kind, data
-    found.recurring, found.error = recurring, error
 
 
 def objects_to_reexpand(session: Session, calendar_id: int) -> Sequence[CalendarObject]:
@@ -172,15 +158,20 @@ def calendar_objects(session: Session, calendar_id: int) -> Sequence[CalendarObj
 
 
 def delete_objects(session: Session, calendar_id: int, refs: Iterable[str]) -> None:
+    """Delete objects and their busy rows."""
     refs = list(refs)
-    if not refs:
-        return
-    session.execute(
-        delete(CalendarObject).where(
-            CalendarObject.calendar_id == calendar_id, CalendarObject.ref.in_(refs)
+    for chunk in _chunks(refs):
+        session.execute(
+            delete(CalendarObject).where(
+                CalendarObject.calendar_id == calendar_id, CalendarObject.ref.in_(chunk)
+            )
         )
-    )
     delete_busy(session, calendar_id, refs)
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    """Keep IN lists well under every database's bound-parameter limit."""
+    return (values[i : i + size] for i in range(0, len(values), size))
 
 
 def wipe_calendar(session: Session, calendar_id: int) -> None:
@@ -192,22 +183,19 @@ def wipe_calendar(session: Session, calendar_id: int) -> None:
 # -- busy cache -------------------------------------------------------------------------------
 
 
-def replace_busy(
-    session: Session, calendar_id: int, ref: str, rows: Iterable[BusyInterval]
-) -> None:
-    """The busy rows of one object become exactly `rows`."""
-    delete_busy(session, calendar_id, [ref])
-    for row in rows:
-        row.calendar_id, row.object_ref = calendar_id, ref
-        session.add(row)
+def insert_busy(session: Session, calendar_id: int, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk insert busy rows (dicts with object_ref, start, end, uid, booking_id)."""
+    if rows:
+        session.execute(insert(BusyInterval), [{**row, "calendar_id": calendar_id} for row in rows])
 
 
-def delete_busy(session: Session, calendar_id: int, refs: Sequence[str]) -> None:
-    session.execute(
-        delete(BusyInterval).where(
-            BusyInterval.calendar_id == calendar_id, BusyInterval.object_ref.in_(refs)
+def delete_busy(session: Session, calendar_id: int, refs: Iterable[str]) -> None:
+    for chunk in _chunks(list(refs)):
+        session.execute(
+            delete(BusyInterval).where(
+                BusyInterval.calendar_id == calendar_id, BusyInterval.object_ref.in_(chunk)
+            )
         )
-    )
 
 
 def busy_rows(session: Session, calendar_id: int) -> Sequence[BusyInterval]:
