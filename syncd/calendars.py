@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ConnectorFactory = Callable[[CalendarAccount], Connector]
 PROVIDERS = ("caldav", "google")
+DEFAULT_SYNC_INTERVAL_S = 300  # [sync] interval_seconds
 
 
 # -- the connector factory --------------------------------------------------------------------
@@ -89,6 +90,17 @@ def default_factory(config: Config) -> ConnectorFactory:
     """`connector_for` bound to a config, with the secret key loaded once."""
     box = secret_box(config)
     return lambda account: connector_for(account, config, box=box)
+
+
+def default_sync_interval(config: Config) -> int:
+    """`[sync] interval_seconds`: how often a newly connected calendar is pulled."""
+    value = config.require_type("sync", "interval_seconds", int, DEFAULT_SYNC_INTERVAL_S)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(
+            f"{config.path or 'config'}: [sync] interval_seconds must be a positive integer, "
+            f"got {value!r}"
+        )
+    return value
 
 
 def _decrypt(account: CalendarAccount, config: Config, box: SecretBox | None) -> Secret | None:
@@ -160,7 +172,10 @@ def connect_caldav(
             live.close()
     chosen = _choose(found, selection.calendars, default_all=True)
     secret = box.encrypt(password) if password else None
-    return _store(db, mentor_id, "caldav", url, username, secret, chosen, found, selection)
+    return _store(
+        db, mentor_id, "caldav", url, username, secret, chosen, found, selection,
+        interval_s=default_sync_interval(config),
+    )  # fmt: skip
 
 
 def connect_google(
@@ -186,7 +201,10 @@ def connect_google(
     secret = box.encrypt(credentials_to_json(credentials))
     # The account is the grant; its user is the primary calendar's id (the Google address).
     user = next((info.remote_id for info in found if info.primary), None)
-    return _store(db, mentor_id, "google", None, user, secret, chosen, found, selection)
+    return _store(
+        db, mentor_id, "google", None, user, secret, chosen, found, selection,
+        interval_s=default_sync_interval(config),
+    )  # fmt: skip
 
 
 def connect_google_token_file(
@@ -284,6 +302,8 @@ def _store(
     chosen: list[CalendarInfo],
     found: list[CalendarInfo],
     selection: Selection,
+    *,
+    interval_s: int = DEFAULT_SYNC_INTERVAL_S,
 ) -> Connected:
     destination = _destination(chosen, selection.destination)
     if destination is not None and _info(chosen, destination).read_only:
@@ -296,7 +316,7 @@ def _store(
             session.add(account)
         account.secret, account.needs_reconnect = secret, False
         session.flush()
-        calendars = [_upsert_calendar(session, account, info) for info in chosen]
+        calendars = [_upsert_calendar(session, account, info, interval_s) for info in chosen]
         if destination is not None:
             target = next(c for c in calendars if c.remote_id == destination)
             target.is_destination = True
@@ -317,7 +337,9 @@ def _info(found: Sequence[CalendarInfo], remote_id: str) -> CalendarInfo:
     return next(info for info in found if info.remote_id == remote_id)
 
 
-def _upsert_calendar(session: Any, account: CalendarAccount, info: CalendarInfo) -> Calendar:
+def _upsert_calendar(
+    session: Any, account: CalendarAccount, info: CalendarInfo, interval_s: int
+) -> Calendar:
     calendar = store.calendar_by_remote(session, account.id, info.remote_id)
     if calendar is None:
         calendar = Calendar(
@@ -327,6 +349,7 @@ def _upsert_calendar(session: Any, account: CalendarAccount, info: CalendarInfo)
             remote_id=info.remote_id,
             blocks_time=True,
             is_destination=False,
+            sync_interval_s=interval_s,
         )
         session.add(calendar)
     calendar.name, calendar.timezone = info.name[:200], info.timezone

@@ -505,9 +505,18 @@ def smtp_settings(config: Config) -> SmtpSettings:
     return SmtpSettings(
         **{key: value for key, value in optional.items() if value is not None},
         security=security,
-        from_address=str(section.get("from") or organizer_email(config)),
+        from_address=_from_address(config),
         password=_smtp_password(config),
     )
+
+
+def _from_address(config: Config) -> str:
+    """`[smtp] from` as a bare address: it may be written "Name <address>" (the example config
+    does), but invites use it as an addr-spec (From, Message-ID domain)."""
+    configured = config.section("smtp").get("from")
+    if not configured:
+        return organizer_email(config)
+    return parseaddr(str(configured))[1] or str(configured)
 
 
 def webhook_secret(config: Config) -> str:

@@ -19,8 +19,9 @@ guides/sync, guides/errors):
 - events.delete: the event becomes `cancelled` (it shows in sync); deleting again → 410 `deleted`.
 - If-Match on patch/update/delete: an etag other than the event's → 412 `conditionNotMet`.
 - freeBusy.query: at most 50 calendars, a range of at most 90 days, per-calendar `notFound`.
-- OAuth token endpoint `/token` (refresh_token and authorization_code grants), a consent page
-  `/auth` that approves at once, and bearer-token checking (unknown or expired → 401).
+- OAuth token endpoint `/token` (refresh_token and authorization_code grants; the code grant
+  checks redirect_uri and the PKCE verifier when the consent had them), a consent page `/auth`
+  that approves at once, and bearer-token checking (unknown or expired → 401).
 Fault knobs: `fail_next`, `expire_sync_tokens`, `revoke_refresh_token`, `expire_access_tokens`,
 `latency`, `page_size_cap`. Every request is recorded in `requests`.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import re
 import secrets
@@ -197,6 +199,8 @@ class FakeGoogle:
         self._refresh_tokens: dict[str, tuple[str, str]] = {}  # token -> (client id, scope)
         self._access_tokens: dict[str, float] = {}  # access token -> expiry (monotonic)
         self._auth_codes: dict[str, tuple[str, str]] = {}  # code -> (client id, scope)
+        # code -> what the token request must repeat: redirect_uri and the PKCE challenge
+        self._code_bindings: dict[str, dict[str, str]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -725,6 +729,7 @@ class FakeGoogle:
             granted = self._auth_codes.pop(fields.get("code", ""), None)
             if granted is None or granted[0] != client_id:
                 raise OAuthError(400, "invalid_grant", "Malformed auth code.")
+            _check_code_binding(self._code_bindings.pop(fields["code"], {}), fields)
             response = self._new_access_token(granted[1])
             response["refresh_token"] = self.issue_refresh_token(client_id, granted[1])
             return response
@@ -745,11 +750,34 @@ class FakeGoogle:
         code = "4/code-" + secrets.token_urlsafe(12)
         scope = _single(query, "scope") or ""
         self._auth_codes[code] = (client_id, scope)
+        self._code_bindings[code] = {
+            name: value
+            for name in ("redirect_uri", "code_challenge", "code_challenge_method")
+            if (value := _single(query, name)) is not None
+        }
         params = {"code": code, "scope": scope}
         state = _single(query, "state")
         if state is not None:
             params["state"] = state
         return f"{redirect_uri}?{urlencode(params)}"
+
+
+def _check_code_binding(binding: dict[str, str], fields: dict[str, str]) -> None:
+    """Like Google: the token request repeats the consent's redirect_uri, and with PKCE
+    (RFC 7636) sends the verifier whose S256 (or plain) form is the consent's challenge."""
+    if "redirect_uri" in binding and fields.get("redirect_uri") != binding["redirect_uri"]:
+        raise OAuthError(400, "redirect_uri_mismatch", "Bad Request")
+    challenge = binding.get("code_challenge")
+    if challenge is None:
+        return
+    verifier = fields.get("code_verifier")
+    if not verifier:
+        raise OAuthError(400, "invalid_grant", "Missing code verifier.")
+    if binding.get("code_challenge_method", "plain") == "S256":
+        digest = hashlib.sha256(verifier.encode("ascii")).digest()
+        verifier = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    if verifier != challenge:
+        raise OAuthError(400, "invalid_grant", "Invalid code verifier.")
 
 
 def _single(query: dict[str, list[str]], name: str) -> str | None:

@@ -5,12 +5,15 @@
         [mail] = server.wait_for_messages(1)
 
 `server.reject_next_rcpt(451)` makes the next RCPT TO fail once with that code.
+`server.delay_next_data_reply(seconds)` stores the next message at once but answers its DATA
+only after `seconds` (a client killed meanwhile never learns it was delivered).
 TLS needs a certificate: `make_self_signed_cert(tmp_path)` writes a throwaway one for
 127.0.0.1 / localhost whose certificate file doubles as the client's CA file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import socket
@@ -62,6 +65,7 @@ class _CollectingHandler:
         self.rcpt_rejections: deque[str] = deque()
         self.logins: list[str] = []
         self.arrived = threading.Condition()
+        self.data_reply_delays: deque[tuple[float, threading.Event]] = deque()
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
@@ -90,6 +94,10 @@ class _CollectingHandler:
         with self.arrived:
             self.received.append(mail)
             self.arrived.notify_all()
+        if self.data_reply_delays:
+            delay, held = self.data_reply_delays.popleft()
+            held.set()
+            await asyncio.sleep(delay)  # cancelled if the client goes away meanwhile
         return "250 Message accepted for delivery"
 
 
@@ -115,6 +123,13 @@ class SmtpTestServer:
         """The next RCPT TO (of any session) gets `code` instead of 250; later ones succeed."""
         reply_text = text or _DEFAULT_REPLY_TEXT.get(code, "Rejected by test")
         self._handler.rcpt_rejections.append(f"{code} {reply_text}")
+
+    def delay_next_data_reply(self, seconds: float) -> threading.Event:
+        """The next message is stored as it arrives, but the reply to its DATA comes `seconds`
+        later. The returned event is set once that message is stored and the reply held."""
+        held = threading.Event()
+        self._handler.data_reply_delays.append((seconds, held))
+        return held
 
     def wait_for_messages(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
         """Block until at least `count` messages arrived; AssertionError after `timeout` s."""

@@ -16,13 +16,22 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from syncd import __version__
-from syncd.api import pages, routes_bookings, routes_catalog, routes_people
+from syncd.api import (
+    oauth_google,
+    pages,
+    routes_bookings,
+    routes_catalog,
+    routes_mentor,
+    routes_people,
+)
 from syncd.api.auth import AuthError
 from syncd.api.context import ApiContext
 from syncd.api.schemas import ErrorBody
 from syncd.api.settings import ApiSettings
+from syncd.api.ssrf import UnsafeUrl
 from syncd.booking import BookingService
 from syncd.errors import BookingRefused, NotFoundError, UserError
+from syncd.secrets import SecretKeyMissing
 from syncd.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -36,13 +45,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {**_ERROR, "description": "Unknown id"},
     409: {**_ERROR, "description": "Refused: `error` is the reason code (e.g. slot_unavailable)"},
     422: {**_ERROR, "description": "Invalid input (unknown zone, naive time, range too long...)"},
+    503: {**_ERROR, "description": "The server lacks configuration for this (e.g. a secret key)"},
 }
 
 
 def create_router() -> APIRouter:
     """Every /v1 route. Needs `install` (or `create_app`) for its state and error handlers."""
     router = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
-    for module in (routes_catalog, routes_bookings, routes_people):
+    for module in (routes_catalog, routes_bookings, routes_people, routes_mentor):
         router.include_router(module.router)
     return router
 
@@ -54,6 +64,7 @@ def install(
     app.state.syncd = ApiContext(db=db, settings=settings, bookings=bookings or BookingService(db))
     app.include_router(create_router())
     pages.install(app)
+    oauth_google.install(app)
     install_error_handlers(app)
 
 
@@ -111,6 +122,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BookingRefused)
     async def _refused(request: Request, error: BookingRefused) -> JSONResponse:
         return _error(409, error.reason, str(error))
+
+    @app.exception_handler(UnsafeUrl)
+    async def _unsafe_url(request: Request, error: UnsafeUrl) -> JSONResponse:
+        return _error(422, "url_refused", str(error))
+
+    @app.exception_handler(SecretKeyMissing)
+    async def _no_key(request: Request, error: SecretKeyMissing) -> JSONResponse:
+        log.error("api: %s", error)
+        return _error(
+            503, "not_configured", "the server has no key to store credentials; ask the admin"
+        )
 
     # Also catches the engine's AvailabilityError, a UserError.
     @app.exception_handler(UserError)

@@ -151,3 +151,9 @@ def cancel_by(principal: Principal, asked: str | None) -> str:
     if chosen not in allowed:
         raise forbid(f"this link or key may cancel only as: {', '.join(allowed)}")
     return chosen
+
+
+def require_mentor_writer(principal: Principal, mentor_id: str) -> None:
+    """Admin and app keys change any mentor's settings; a mentor link only its own."""
+    require_writer(principal)
+    require_mentor_access(principal, mentor_id)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
+from syncd.api.coalesce import SingleFlight
 from syncd.api.settings import ApiSettings
 from syncd.booking import BookingService
 from syncd.store.db import Database
@@ -17,6 +18,8 @@ class ApiContext:
     db: Database
     settings: ApiSettings
     bookings: BookingService
+    # Concurrent identical slot queries share one computation and its JSON (see syncd.api.coalesce).
+    slots: SingleFlight[bytes] = field(default_factory=SingleFlight)
 
 
 def get_context(request: Request) -> ApiContext:

@@ -1,5 +1,5 @@
-"""Server-rendered pages reached through signed links. The student page is plain HTML plus one
-small script (no build step) that talks to the /v1 API with the link token."""
+"""Server-rendered pages reached through signed links. Each page is plain HTML plus one small
+script (no build step) that talks to the /v1 API with the link token."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from syncd.api.auth import AuthError
 from syncd.api.context import ApiContext, get_context
 from syncd.directory import require_mentor, require_service, require_student
 from syncd.errors import NotFoundError
+from syncd.hours import WEEKDAYS
 from syncd.store import repo
 
 HERE = Path(__file__).parent
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+WEEKDAY_NAMES = tuple(zip(WEEKDAYS, DAY_NAMES, strict=True))
 templates = Jinja2Templates(directory=HERE / "templates")
 
 
@@ -32,6 +35,38 @@ def _claims(context: ApiContext, token: str, kind: links.LinkKind) -> links.Link
     if claims.kind != kind:
         raise AuthError(403, "forbidden", f"this is not a {kind} link")
     return claims
+
+
+def mentor_claims(context: ApiContext, token: str) -> links.LinkClaims:
+    return _claims(context, token, "mentor")
+
+
+# What the Google callback reports back to the page (only these fixed texts are ever shown).
+GOOGLE_NOTICES = {
+    "connected": "Google Calendar is connected. Choose below which calendars block your time.",
+    "denied": "Google sign-in was cancelled; nothing was connected.",
+    "failed": "Google Calendar could not be connected. Please try again.",
+}
+
+
+def mentor_page(request: Request, token: str, google: str | None = None) -> HTMLResponse:
+    context = get_context(request)
+    claims = mentor_claims(context, token)
+    with context.db.session() as session:
+        mentor = require_mentor(session, claims.subject_id)
+    google_ready = bool(context.settings.config.get("google", "client_secrets_file", None))
+    return templates.TemplateResponse(
+        request,
+        "mentor.html",
+        {
+            "mentor": mentor,
+            "token": token,
+            "expires": claims.expires,
+            "google_ready": google_ready,
+            "notice": GOOGLE_NOTICES.get(google or ""),
+            "weekdays": WEEKDAY_NAMES,
+        },
+    )
 
 
 def student_page(request: Request, token: str) -> HTMLResponse:
@@ -83,6 +118,7 @@ def booking_ics(request: Request, token: str, booking_id: str) -> Response:
 def install(app: FastAPI) -> None:
     app.mount("/static/syncd", StaticFiles(directory=HERE / "static"), name="syncd-static")
     app.add_api_route("/s/{token}", student_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/m/{token}", mentor_page, methods=["GET"], include_in_schema=False)
     app.add_api_route(
         "/s/{token}/bookings/{booking_id}.ics",
         booking_ics,

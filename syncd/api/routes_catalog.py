@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from pydantic import TypeAdapter
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from syncd.api.auth import CurrentPrincipal
-from syncd.api.context import Context
+from syncd.api.context import ApiContext, Context
 from syncd.api.schemas import EARLIEST_YEAR, LATEST_YEAR, ServiceOut, SlotOut
 from syncd.errors import UserError
 from syncd.slots import MAX_DAYS, find_slots
 from syncd.store import repo
+from syncd.store.models import Mentor, ServiceMentor
 from syncd.timeutil import zone
 
 router = APIRouter(tags=["catalog"])
+SLOTS_JSON = TypeAdapter(list[SlotOut])
+
+
+def preload_hours(session: Session, slug: str) -> list[Mentor]:
+    """Load the weekly hours and overrides of the service's mentors in two queries.
+
+    find_slots reads them through lazy relationships, one query per mentor and kind (100
+    queries for 50 mentors, about half the time of a 28-day request). Loaded here first, the
+    identity map serves them, as long as the caller holds the returned list (the identity map
+    only keeps weak references).
+    TODO(lead): move `selectinload` into repo.bookable_mentors and drop this.
+    """
+    query = (
+        select(Mentor)
+        .join(ServiceMentor, ServiceMentor.mentor_id == Mentor.id)
+        .where(ServiceMentor.service_slug == slug)
+        .options(selectinload(Mentor.weekly_hours), selectinload(Mentor.overrides))
+    )
+    return list(session.scalars(query).all())
 
 
 @router.get("/services", response_model=list[ServiceOut], summary="Services and their mentors")
@@ -42,16 +65,37 @@ def list_slots(
     ] = None,
     days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 7,
     mentor: Annotated[str | None, Query(description="Only this mentor's slots.")] = None,
-) -> list[SlotOut]:
+) -> Response:
     student_zone = zone(tz)
     now = context.settings.clock()
     first = first_day or now.astimezone(student_zone).date()
     if not EARLIEST_YEAR <= first.year <= LATEST_YEAR:
         raise UserError(f"from must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+    # Identical queries in flight at the same moment share one computation, and its JSON:
+    # returning the encoded body skips re-validating hundreds of slots per request.
+    body = context.slots.run(
+        (slug, tz, first, days, mentor),
+        lambda: SLOTS_JSON.dump_json(_slots(context, slug, tz, first, days, mentor, now)),
+    )
+    return Response(body, media_type="application/json")
+
+
+def _slots(
+    context: ApiContext,
+    slug: str,
+    tz: str,
+    first: date,
+    days: int,
+    mentor: str | None,
+    now: datetime,
+) -> list[SlotOut]:
+    student_zone = zone(tz)
     with context.db.session() as session:
+        loaded = preload_hours(session, slug)
         found = find_slots(
             session, slug, tz_name=tz, first_day=first, days=days, now=now, mentor_id=mentor
         )
+        del loaded
     return [
         SlotOut(
             start=slot.start.astimezone(student_zone).isoformat(),
