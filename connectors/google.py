@@ -350,9 +350,9 @@ def _credentials(
     credentials: Credentials | Mapping[str, Any], token_uri: str | None
 ) -> Credentials:
     if isinstance(credentials, Credentials):
-        return (
-            cast(Credentials, credentials.with_token_uri(token_uri)) if token_uri else credentials
-        )
+        if token_uri and credentials.token_uri != token_uri:
+            return cast(Credentials, credentials.with_token_uri(token_uri))
+        return credentials  # the same object: tokens refreshed by one connector serve the next
     return credentials_from_authorized_user_info(credentials, token_uri)
 
 

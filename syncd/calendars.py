@@ -15,8 +15,10 @@ Options read here: `[caldav] timeout` (s, default 15) and `verify_tls` (default 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +31,12 @@ from google.oauth2.credentials import Credentials
 from connectors.base import AuthError, CalendarInfo, Connector, ConnectorError, TransientError
 from connectors.caldav import CalDAVConnector
 from connectors.google import GoogleConnector
-from connectors.google_auth import credentials_to_json, load_token_file, run_installed_app_flow
+from connectors.google_auth import (
+    credentials_from_authorized_user_info,
+    credentials_to_json,
+    load_token_file,
+    run_installed_app_flow,
+)
 from syncd.config import Config
 from syncd.directory import require_mentor
 from syncd.errors import ConfigError, NotFoundError, UserError
@@ -63,7 +70,7 @@ def connector_for(
             str(account.url),
             account.username,
             password.reveal() if password else None,
-            timeout=_number(config, "caldav", "timeout", 15.0),
+            timeout=_number(config, "caldav", "timeout_seconds", 15.0),
             ssl_verify=bool(config.require_type("caldav", "verify_tls", bool, True)),
             default_timezone=default_timezone,
             mentor_emails=mentor_emails,
@@ -72,8 +79,29 @@ def connector_for(
         token = _decrypt(account, config, box)
         if token is None:
             raise AuthError(f"Google account {account.id} has no stored token; reconnect it")
-        return google_connector(json.loads(token.reveal()), config)
+        return google_connector(_cached_credentials(account.id, token.reveal(), config), config)
     raise UserError(f"calendar account {account.id} has unknown provider {account.provider!r}")
+
+
+# Access tokens live an hour; keeping each account's Credentials between pulls saves a token
+# request per calendar per round. Keyed by a digest of the stored grant, so a reconnect (a new
+# refresh token) starts afresh.
+_credentials_cache: dict[tuple[int, str], Credentials] = {}
+_credentials_lock = threading.Lock()
+
+
+def _cached_credentials(account_id: int, token_json: str, config: Config) -> Credentials:
+    token_uri = config.require_type("google", "token_uri", str, None)
+    digest = hashlib.sha256(f"{token_uri}\n{token_json}".encode()).hexdigest()
+    key = (account_id, digest)
+    with _credentials_lock:
+        cached = _credentials_cache.get(key)
+        if cached is None:
+            cached = credentials_from_authorized_user_info(json.loads(token_json), token_uri)
+            for stale in [k for k in _credentials_cache if k[0] == account_id]:
+                del _credentials_cache[stale]
+            _credentials_cache[key] = cached
+        return cached
 
 
 def google_connector(credentials: Credentials | dict[str, Any], config: Config) -> GoogleConnector:
@@ -82,7 +110,7 @@ def google_connector(credentials: Credentials | dict[str, Any], config: Config) 
         api_endpoint=config.require_type("google", "api_endpoint", str, None),
         token_uri=config.require_type("google", "token_uri", str, None),
         send_updates=str(config.require_type("google", "send_updates", str, "none")),
-        timeout=_number(config, "google", "timeout", 30.0),
+        timeout=_number(config, "google", "timeout_seconds", 30.0),
     )
 
 
@@ -162,7 +190,7 @@ def connect_caldav(
         url,
         username,
         password.reveal() if password else None,
-        timeout=_number(config, "caldav", "timeout", 15.0),
+        timeout=_number(config, "caldav", "timeout_seconds", 15.0),
         ssl_verify=bool(config.require_type("caldav", "verify_tls", bool, True)),
     )
     try:

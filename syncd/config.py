@@ -56,6 +56,7 @@ KNOWN_OPTIONS: dict[str, dict[str, tuple[type, ...]]] = {
         "send_updates": (str,),
         "create_meet": (bool,),
         "requests_per_minute": (int,),
+        "timeout_seconds": _NUMBER,
     },
     "caldav": {"verify_tls": (bool,), "timeout_seconds": _NUMBER},
     "smtp": {

@@ -486,6 +486,8 @@ def test_google_calendar_end_to_end_full_incremental_and_410(
             (start + timedelta(hours=5), start + timedelta(hours=6))
         ]
         assert calendar_row(world, calendar_id).timezone == "Europe/Berlin"
+        # A new connector per pull, but one access token for all three pulls.
+        assert len(google.requests_to("POST", "/token")) == 1
 
         google.revoke_refresh_token(token)
         google.expire_access_tokens()
