@@ -7,8 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from pydantic import TypeAdapter
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
 
 from syncd.api.auth import CurrentPrincipal
 from syncd.api.context import ApiContext, Context
@@ -16,29 +14,10 @@ from syncd.api.schemas import EARLIEST_YEAR, LATEST_YEAR, ServiceOut, SlotOut
 from syncd.errors import UserError
 from syncd.slots import MAX_DAYS, find_slots
 from syncd.store import repo
-from syncd.store.models import Mentor, ServiceMentor
 from syncd.timeutil import zone
 
 router = APIRouter(tags=["catalog"])
 SLOTS_JSON = TypeAdapter(list[SlotOut])
-
-
-def preload_hours(session: Session, slug: str) -> list[Mentor]:
-    """Load the weekly hours and overrides of the service's mentors in two queries.
-
-    find_slots reads them through lazy relationships, one query per mentor and kind (100
-    queries for 50 mentors, about half the time of a 28-day request). Loaded here first, the
-    identity map serves them, as long as the caller holds the returned list (the identity map
-    only keeps weak references).
-    TODO(lead): move `selectinload` into repo.bookable_mentors and drop this.
-    """
-    query = (
-        select(Mentor)
-        .join(ServiceMentor, ServiceMentor.mentor_id == Mentor.id)
-        .where(ServiceMentor.service_slug == slug)
-        .options(selectinload(Mentor.weekly_hours), selectinload(Mentor.overrides))
-    )
-    return list(session.scalars(query).all())
 
 
 @router.get("/services", response_model=list[ServiceOut], summary="Services and their mentors")
@@ -91,11 +70,9 @@ def _slots(
 ) -> list[SlotOut]:
     student_zone = zone(tz)
     with context.db.session() as session:
-        loaded = preload_hours(session, slug)
         found = find_slots(
             session, slug, tz_name=tz, first_day=first, days=days, now=now, mentor_id=mentor
         )
-        del loaded
     return [
         SlotOut(
             start=slot.start.astimezone(student_zone).isoformat(),

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from syncd.store.models import (
     LIVE_BOOKING_STATUSES,
@@ -83,6 +83,8 @@ def bookable_mentors(session: Session, slug: str) -> Sequence[Mentor]:
         .join(ServiceMentor, ServiceMentor.mentor_id == Mentor.id)
         .where(ServiceMentor.service_slug == slug, Mentor.status.in_(("active", "unlisted")))
         .order_by(Mentor.id)
+        # The slot engine reads every mentor's hours and overrides: two queries, not two each.
+        .options(selectinload(Mentor.weekly_hours), selectinload(Mentor.overrides))
     )
     return session.scalars(query).all()
 
