@@ -24,7 +24,7 @@ KNOWN_OPTIONS: dict[str, dict[str, tuple[type, ...]]] = {
     "daemon": {
         "workers": (int,),
         "network_workers": (int,),
-        "lease_seconds": _NUMBER,
+        "lease_seconds": (int,),
         "batch_size": (int,),
         "shutdown_timeout_seconds": _NUMBER,
         "upgrade_schema": (bool,),

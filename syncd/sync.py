@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time as time_module
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -118,6 +119,7 @@ def sync_calendar(
     db: Database, calendar_id: int, connector: Connector, *, now: datetime, horizon_days: int
 ) -> SyncResult:
     """Pull one calendar's changes into the busy cache. Connector errors propagate."""
+    began = time_module.monotonic()
     view = _load_view(db, calendar_id)
     window = sync_window(now, horizon_days)
     changes = _pull(connector, view)
@@ -125,13 +127,14 @@ def sync_calendar(
     with db.write_session() as session:
         result = _apply(session, view, changes, window, zone)
     log.info(
-        "pulled calendar %s: %s, %d changed, %d deleted, %d malformed, %d re-expanded",
+        "pulled calendar %s: %s, %d changed, %d deleted, %d malformed, %d re-expanded in %.3fs",
         calendar_id,
         "full" if result.full else "incremental",
         result.upserted,
         result.deleted,
         len(result.malformed),
         result.reexpanded,
+        time_module.monotonic() - began,
     )
     return result
 
@@ -384,7 +387,8 @@ def sync_claimed(
         log.exception("calendar %s: pull failed unexpectedly", calendar_id)
         _release(db, calendar_id, owner, now, error=f"internal error: {type(error).__name__}")
         return None
-    _release(db, calendar_id, owner, now, error=None)
+    # The next pull is due an interval after this one finished, not after it was claimed.
+    _release(db, calendar_id, owner, max(now, datetime.now(UTC)), error=None)
     return result
 
 
