@@ -124,6 +124,8 @@ def test_the_key_may_come_from_a_file_or_a_systemd_credential(tmp_path: Path) ->
     key = "k" * 40
     (tmp_path / "syncd-secret-key").write_text(key + "\n")
     assert secret_key(Config(), {"CREDENTIALS_DIRECTORY": str(tmp_path)}) == key.encode()
-    from_file = Config(sections={"security": {"secret_key_file": str(tmp_path / "syncd-secret-key")}})
+    from_file = Config(
+        sections={"security": {"secret_key_file": str(tmp_path / "syncd-secret-key")}}
+    )
     assert secret_key(from_file, {}) == key.encode()
     assert secret_key(Config(), {}) is None

@@ -110,6 +110,7 @@ def accounts(db: Database) -> list[CalendarAccount]:
 def test_the_whole_flow_stores_the_grant_encrypted(
     client: TestClient, db: Database, google: FakeGoogle
 ) -> None:
+    earlier = len(google.requests_to("POST", "/token"))  # the fake is shared by the module
     location, query = start(client)
     assert location.startswith(google.auth_uri + "?")
     assert query["client_id"] == CLIENT_ID
@@ -124,7 +125,8 @@ def test_the_whole_flow_stores_the_grant_encrypted(
         f"{PUBLIC_URL}/m/{link_token('mentor', 'ana')}?google=connected"
     )
     # PKCE: the verifier sent to the token endpoint hashes to the challenge sent to consent.
-    [exchange] = [r for r in google.requests_to("POST", "/token") if "code" in (r.body or {})]
+    new_requests = google.requests_to("POST", "/token")[earlier:]
+    [exchange] = [r for r in new_requests if "code" in (r.body or {})]
     verifier = exchange.body["code_verifier"][0]
     digest = hashlib.sha256(verifier.encode()).digest()
     assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == query["code_challenge"]
