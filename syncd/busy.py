@@ -22,6 +22,7 @@ Rules, in one place so every connector and the sync engine apply the same ones:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -237,3 +238,43 @@ def _warn_about_unknown_tzids(calendar: icalendar.Calendar, default_timezone: st
                     name,
                     default_timezone,
                 )
+
+
+# -- a cheap look before parsing -----------------------------------------------------------------
+
+# Wider than any zone offset, so a floating, all-day or zoned date read in any zone stays on
+# the same side of the window.
+_PREFILTER_MARGIN = timedelta(days=2)
+_UNFOLD = re.compile(r"\r?\n[ \t]")
+_DATE_PROPERTY = re.compile(r"^(DTSTART|DTEND)(?:;[^:\r\n]*)?:(\d{8})", re.MULTILINE)
+_RECURRENCE_WORDS = ("RRULE", "RDATE", "EXDATE", "RECURRENCE-ID")
+
+
+def position_outside(ics: str, window_start: datetime, window_end: datetime) -> str | None:
+    """ "before" or "after" when `ics` is one plain, non-recurring event that certainly lies
+    entirely outside [window_start, window_end); None whenever that is not certain, and the
+    caller must parse. Most of a calendar's history and far future is skipped this way
+    without the cost of a full iCalendar parse."""
+    text = _UNFOLD.sub("", ics)
+    if text.count("BEGIN:VEVENT") != 1:
+        return None
+    event = text[text.index("BEGIN:VEVENT") : text.find("END:VEVENT")]
+    # Only the event's own recurrence matters (a VTIMEZONE has RRULEs of its own).
+    if any(word in event for word in _RECURRENCE_WORDS):
+        return None
+    days = {name: _compact_date(value) for name, value in _DATE_PROPERTY.findall(event)}
+    start, end = days.get("DTSTART"), days.get("DTEND")
+    if start is None:
+        return None
+    if start > (window_end + _PREFILTER_MARGIN).date():
+        return "after"
+    if end is not None and end < (window_start - _PREFILTER_MARGIN).date():
+        return "before"
+    return None
+
+
+def _compact_date(value: str) -> date | None:
+    try:
+        return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return None

@@ -41,7 +41,7 @@ from connectors.base import (
     RemoteObject,
     StaleSyncState,
 )
-from syncd.busy import BusyOccurrence, busy_from_ical, parse_calendar
+from syncd.busy import BusyOccurrence, busy_from_ical, parse_calendar, position_outside
 from syncd.busy_google import busy_from_google_event
 from syncd.calendars import ConnectorFactory, default_factory
 from syncd.config import Config
@@ -318,6 +318,9 @@ def _translate(
     if remote.kind != "ical":
         raise ValueError(f"unknown object kind {remote.kind!r}")
     ics = str(remote.data)
+    outside = position_outside(ics, window.start, window.end)
+    if outside is not None:  # no occurrence in the window; kept for when the window moves
+        return [], outside == "after"
     calendar = parse_calendar(ics)  # parsed once for both questions
     occurrences = busy_from_ical(
         calendar,
