@@ -35,6 +35,7 @@ from tests.e2e import (
     wait_until,
     write_config,
 )
+from tests.fake_google import FakeGoogle
 from tests.servers import DavServer, free_port, make_calendar, put_object, radicale_server
 from tests.smtp_server import ReceivedMail, SmtpTestServer, running_smtp_server
 
@@ -557,3 +558,55 @@ def test_a_calendar_server_outage_serves_cached_slots_backs_off_and_recovers(
 
 def _recovered(state: PullState, since: datetime) -> bool:
     return state.failures == 0 and state.last_success is not None and state.last_success > since
+
+
+# -- 5. a Google calendar through the fake Calendar API ------------------------------------------
+
+
+def test_google_calendar_gets_exactly_one_event_through_book_reschedule_and_cancel(
+    tmp_path: Path,
+    sqlite_url: str,
+    database: Database,
+    smtp: SmtpTestServer,
+    processes: SyncdProcesses,
+) -> None:
+    with FakeGoogle() as google:
+        google.add_calendar("ana@example.org", time_zone="UTC", primary=True)
+        grant = {
+            "type": "authorized_user",
+            "client_id": "client-1",
+            "client_secret": "s3cret",
+            "refresh_token": google.issue_refresh_token("client-1"),
+        }
+        token_file = tmp_path / "ana-google.json"
+        token_file.write_text(json.dumps(grant))
+        config = outbox_config(tmp_path, smtp)
+        with config.open("a", encoding="utf-8") as handle:
+            handle.write(
+                f'[google]\napi_endpoint = "{google.api_endpoint}"\ntoken_uri = "{google.token_uri}"\n'
+            )
+        syncd_cli(
+            config, sqlite_url, "calendar", "add", "ana", "google",
+            "--token-file", str(token_file), "--destination",
+        )  # fmt: skip
+        daemon = processes.start(config, sqlite_url)[0]
+        setup = OutboxSetup(config, sqlite_url, "ana@example.org")
+
+        booking_id = book(setup, hour=10)
+        wait_outbox_done(database, booking_id)
+        [event] = google.stored_events("ana@example.org")
+        assert event["id"] == booking_id  # the deterministic id: a retry can only hit 409
+        assert event["start"]["dateTime"].startswith(f"{TOMORROW.isoformat()}T10:00:00")
+
+        syncd_cli(config, sqlite_url, "reschedule", booking_id, "--start", f"{TOMORROW}T12:00:00Z")
+        wait_outbox_done(database, booking_id)
+        [moved] = google.stored_events("ana@example.org")
+        assert moved["id"] == booking_id
+        assert moved["start"]["dateTime"].startswith(f"{TOMORROW.isoformat()}T12:00:00")
+
+        syncd_cli(config, sqlite_url, "cancel", booking_id, "--by", "mentor")
+        wait_outbox_done(database, booking_id)
+        assert google.stored_events("ana@example.org") == []
+        methods = [invite_of(mail)[3] for mail in smtp.messages]
+        assert methods == ["REQUEST", "REQUEST", "CANCEL"]
+        assert daemon.stop() == 0
