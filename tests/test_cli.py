@@ -382,3 +382,28 @@ def test_commands_upgrade_an_empty_database_and_say_so(run: Run) -> None:
     assert result.exit_code == 0
     assert "upgrading" in result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_no_show_keeps_the_session_spent(seeded: Run) -> None:
+    with freeze_time("2027-02-26T12:00:00Z"):
+        ok(seeded("quota", "grant", "stu", "intro", "--sessions", "1"))
+        booking_id = ok(
+            seeded(
+                "book",
+                "intro",
+                "--mentor",
+                "ana",
+                "--student",
+                "stu",
+                "--start",
+                "2027-03-01T09:00:00+01:00",
+            )
+        ).strip()
+        assert "cannot be marked no-show" in refused(
+            seeded("no-show", booking_id)
+        )  # not started yet
+    with freeze_time("2027-03-01T10:00:00Z"):
+        assert "no-show" in ok(seeded("no-show", booking_id))
+        [booking] = json.loads(ok(seeded("bookings", "--student", "stu", "--json")))
+        assert booking["status"] == "no_show"
+        assert json.loads(ok(seeded("quota", "show", "stu", "--json")))[0]["remaining"] == 0

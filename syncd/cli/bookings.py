@@ -11,7 +11,7 @@ import click
 
 from syncd import availability as engine
 from syncd import directory, quotas
-from syncd.booking import BookingRequest
+from syncd.booking import BookingRequest, mark_no_show
 from syncd.cli.base import AppContext, cli, emit_json, friendly_errors, pass_app
 from syncd.services import booking_service
 from syncd.slots import find_slots
@@ -271,6 +271,16 @@ def reschedule_command(app: AppContext, booking_id: str, start: str, as_json: bo
         emit_json(_booking_json(booking))
     else:
         click.echo(f"rescheduled {booking_id} to {booking.start.isoformat()}")
+
+
+@cli.command("no-show")
+@click.argument("booking_id")
+@pass_app
+@friendly_errors
+def no_show_command(app: AppContext, booking_id: str) -> None:
+    """Mark a started booking as a no-show (its session stays spent)."""
+    mark_no_show(app.database(), booking_id, now=utc_now())
+    click.echo(f"booking {booking_id} marked no-show")
 
 
 @cli.command("bookings")
