@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -35,9 +36,19 @@ BOOKABLE_STATUSES = ("active", "unlisted")
 # ("refused", reason code); the daemon counts them and wakes the outbox.
 Observer = Callable[[str, str], None]
 
-# A live check asks the mentor's calendars whether [start, end) is free right now:
-# True free, False busy, None the provider could not be asked (then `live_check_policy` decides).
-LiveCheck = Callable[[str, datetime, datetime], bool | None]
+
+class LiveCheck(Protocol):
+    """Asks the mentor's calendars whether [start, end) is free right now: True free, False
+    busy, None the provider could not be asked (then `live_check_policy` decides). `own` is the
+    time of the booking's own event, which must not count as busy when it is rescheduled."""
+
+    def __call__(
+        self,
+        mentor_id: str,
+        start: datetime,
+        end: datetime,
+        own: tuple[datetime, datetime] | None = None,
+    ) -> bool | None: ...
 
 
 @dataclass(frozen=True)
@@ -178,10 +189,15 @@ class BookingService:
                 f"slot not available: {mentor.id} at {booking.start.isoformat()}",
             )
 
-    def _live_check(self, mentor: Mentor, booking: Booking) -> None:
+    def _live_check(
+        self, mentor: Mentor, booking: Booking, own: tuple[datetime, datetime] | None = None
+    ) -> None:
         if self.live_check is None:
             return
-        free = self.live_check(mentor.id, booking.block_start, booking.block_end)
+        if own is None:
+            free = self.live_check(mentor.id, booking.block_start, booking.block_end)
+        else:
+            free = self.live_check(mentor.id, booking.block_start, booking.block_end, own)
         if free is False:
             raise BookingRefused(
                 "slot_unavailable", "slot not available: the mentor's calendar is busy then"
@@ -243,6 +259,7 @@ class BookingService:
         student = repo.get_student(session, booking.student_id)
         service = require_service(session, booking.service_slug)
         assert mentor is not None and student is not None  # foreign keys
+        own_event = (booking.start, booking.end)  # still in the mentor's calendar until drained
         _move(booking, service, new_start)
         self._check_slot(session, service, mentor, booking, now)
         # The charge follows the session: the old period gets its unit back, the new one pays.
@@ -252,7 +269,7 @@ class BookingService:
         booking.updated_at = now
         session.flush()
         self._queue(session, booking, "booking.rescheduled", "REQUEST")
-        self._live_check(mentor, booking)
+        self._live_check(mentor, booking, own=own_event)
         return booking
 
 

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.base import (
     AuthError,
+    BusyPeriod,
     Changes,
     Connector,
     ConnectorError,
@@ -540,13 +541,18 @@ def live_check_for(
     parallel, whether [start, end) is free. True free, False busy, None when some calendar
     could not be asked within `timeout` seconds (and none said busy)."""
 
-    def check(mentor_id: str, start: datetime, end: datetime) -> bool | None:
+    def check(
+        mentor_id: str,
+        start: datetime,
+        end: datetime,
+        own: tuple[datetime, datetime] | None = None,
+    ) -> bool | None:
         groups = _blocking_by_account(db, mentor_id)
         if not groups:
             return True
         # Built only when needed: a mentor without calendars needs no decryption key.
         chosen = factory or default_factory(config)
-        answers = _ask_all(chosen, groups, start, end, timeout)
+        answers = _ask_all(chosen, groups, Interval(start, end), own, timeout)
         if False in answers:
             return False
         return None if None in answers else True
@@ -576,14 +582,14 @@ def _blocking_by_account(
 def _ask_all(
     factory: ConnectorFactory,
     groups: list[tuple[CalendarAccount | None, list[str]]],
-    start: datetime,
-    end: datetime,
+    asked: Interval,
+    own: tuple[datetime, datetime] | None,
     timeout: float,
 ) -> list[bool | None]:
     pool = ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="syncd-live")
     try:
         futures = [
-            pool.submit(_ask_account, factory, account, remotes, start, end)
+            pool.submit(_ask_account, factory, account, remotes, asked, own)
             for account, remotes in groups
             if account is not None
         ]
@@ -613,12 +619,27 @@ def _ask_account(
     factory: ConnectorFactory,
     account: CalendarAccount,
     remotes: list[str],
-    start: datetime,
-    end: datetime,
+    asked: Interval,
+    own: tuple[datetime, datetime] | None,
 ) -> bool:
     connector = factory(account)
     try:
-        periods = connector.busy(remotes, start, end)
+        periods = connector.busy(remotes, asked.start, asked.end)
     finally:
         connector.close()
-    return not any(p.start < end and p.end > start for p in periods)
+    return not any(_blocks(period, asked, own) for period in periods)
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: datetime
+    end: datetime
+
+
+def _blocks(period: BusyPeriod, asked: Interval, own: tuple[datetime, datetime] | None) -> bool:
+    """Whether a busy period makes the asked range unavailable. The booking's own event (when
+    it is being moved) does not: only the part of the period outside it counts."""
+    low, high = max(period.start, asked.start), min(period.end, asked.end)
+    if low >= high:
+        return False
+    return own is None or low < own[0] or high > own[1]

@@ -550,6 +550,35 @@ def test_live_check_refuses_a_booking_over_real_busy_time(world: Database) -> No
         service.book(BookingRequest("intro", "ana", "kim", at(1, 10)), now=NOW)
 
 
+def test_live_check_ignores_the_booking_s_own_event_when_it_is_moved(world: Database) -> None:
+    memory = MemoryConnector()
+    memory.add_calendar("cal")
+    memory.store("cal", "own.ics", timed("own", at(1, 10)))  # the booking's event, 10-11
+    add_calendar(world)
+    check = live_check_for(world, Config(), factory=lambda _a: memory, timeout=5)
+    own = (at(1, 10), at(1, 11))
+    assert check("ana", at(1, 10, 30), at(1, 11, 30)) is False  # a new booking: it is busy
+    assert check("ana", at(1, 10, 30), at(1, 11, 30), own) is True  # moving that very booking
+    memory.store("cal", "other.ics", timed("other", at(1, 11)))  # someone else's, 11-12
+    assert check("ana", at(1, 10, 30), at(1, 11, 30), own) is False
+
+
+def test_rescheduling_by_half_an_hour_passes_the_live_check(world: Database) -> None:
+    """End to end: the written-back event must not block its own booking's reschedule."""
+    from syncd.identity import booking_uid
+
+    booked = _book(world, "2027-03-01T10:00:00Z")
+    memory = MemoryConnector()
+    memory.add_calendar("cal")
+    memory.store("cal", f"{booked.id}.ics", timed(booking_uid(booked.id), at(1, 10)))
+    add_calendar(world)
+    service = BookingService(
+        world, live_check=live_check_for(world, Config(), factory=lambda _a: memory)
+    )
+    moved = service.reschedule(booked.id, datetime.fromisoformat("2027-03-01T10:30:00Z"), now=NOW)
+    assert moved.sequence == 1
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 
