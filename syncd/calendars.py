@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -350,7 +350,11 @@ def _store(
             target.is_destination = True
             session.flush()
             store.clear_other_destinations(session, mentor_id, target.id)
+        # Write-backs that gave up on rejected credentials get another chance now.
+        requeued = store.requeue_failed_writes(session, mentor_id, datetime.now(UTC))
         account_id = account.id
+    if requeued:
+        log.info("mentor %s: %d failed calendar write(s) queued again", mentor_id, requeued)
     log.info(
         "connected %s account %s of mentor %s: %d calendar(s)",
         provider,

@@ -24,6 +24,7 @@ from syncd.errors import BookingRefused
 from syncd.identity import booking_uid
 from syncd.mailer import PermanentMailError
 from syncd.outbox import mail_folder, write_eml
+from syncd.store import calendars as calendar_store
 from syncd.store import repo
 from syncd.store.db import Database
 from syncd.store.models import Booking, OutboxItem
@@ -225,6 +226,13 @@ def test_transient_errors_retry_and_auth_errors_fail(
     drain(world, lambda _a: memory, now=NOW + timedelta(hours=1))
     [upsert] = [i for i in items(world, booked.id) if i.kind == "calendar_upsert"]
     assert upsert.status == "failed" and "password changed" in (upsert.last_error or "")
+    # The mentor reconnects: the write is queued again and lands.
+    with world.write_session() as session:
+        assert calendar_store.requeue_failed_writes(session, "ana", NOW + timedelta(hours=2)) == 1
+    drain(world, lambda _a: memory, now=NOW + timedelta(hours=2))
+    [upsert] = [i for i in items(world, booked.id) if i.kind == "calendar_upsert"]
+    assert upsert.status == "done"
+    assert len(memory.objects("cal")) == 1
 
 
 # -- invites -----------------------------------------------------------------------------------

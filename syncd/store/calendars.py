@@ -10,11 +10,13 @@ from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from syncd.store.models import (
+    Booking,
     BusyInterval,
     Calendar,
     CalendarAccount,
     CalendarObject,
     Mentor,
+    OutboxItem,
     Service,
 )
 
@@ -201,3 +203,19 @@ def delete_busy(session: Session, calendar_id: int, refs: Iterable[str]) -> None
 def busy_rows(session: Session, calendar_id: int) -> Sequence[BusyInterval]:
     query = select(BusyInterval).where(BusyInterval.calendar_id == calendar_id)
     return session.scalars(query.order_by(BusyInterval.start, BusyInterval.id)).all()
+
+
+def requeue_failed_writes(session: Session, mentor_id: str, now: datetime) -> int:
+    """Failed calendar write-backs of the mentor's bookings become pending again (after a
+    reconnect); superseded ones are skipped by the outbox as usual. Returns how many."""
+    bookings = select(Booking.id).where(Booking.mentor_id == mentor_id)
+    result = session.execute(
+        update(OutboxItem)
+        .where(
+            OutboxItem.status == "failed",
+            OutboxItem.kind.in_(("calendar_upsert", "calendar_delete")),
+            OutboxItem.booking_id.in_(bookings),
+        )
+        .values(status="pending", attempts=0, next_attempt_at=now, last_error=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
