@@ -140,8 +140,8 @@ def _to_occurrence(
 ) -> BusyOccurrence | None:
     if not _blocks(component, mentors):
         return None
-    start = _to_utc(_temporal(component, "DTSTART"), zone)
-    end = _to_utc(_temporal(component, "DTEND"), zone) if "DTEND" in component else start
+    start = to_utc(_temporal(component, "DTSTART"), zone)
+    end = to_utc(_temporal(component, "DTEND"), zone) if "DTEND" in component else start
     if end <= start:
         return None
     uid = str(component.get("UID", ""))
@@ -185,7 +185,8 @@ def _normalise_address(address: str) -> str:
     return address.lower()
 
 
-def _to_utc(value: date | datetime, zone: ZoneInfo) -> datetime:
+def to_utc(value: date | datetime, zone: ZoneInfo) -> datetime:
+    """A date (its midnight) or a floating time read in `zone`; aware values converted."""
     if not isinstance(value, datetime):
         value = datetime.combine(value, time.min)
     if value.tzinfo is None:
@@ -198,7 +199,7 @@ def _recurrence_id(component: icalendar.Event, zone: ZoneInfo) -> str | None:
         return None
     value = _temporal(component, "RECURRENCE-ID")
     if isinstance(value, datetime):
-        return _to_utc(value, zone).isoformat()
+        return to_utc(value, zone).isoformat()
     return str(value.isoformat())
 
 

@@ -42,7 +42,7 @@ from connectors.base import (
     RemoteObject,
     StaleSyncState,
 )
-from syncd.busy import BusyOccurrence, busy_from_ical, parse_calendar, position_outside
+from syncd.busy import BusyOccurrence, busy_from_ical, parse_calendar, position_outside, to_utc
 from syncd.busy_google import busy_from_google_event
 from syncd.calendars import ConnectorFactory, default_factory
 from syncd.config import Config
@@ -351,17 +351,9 @@ def _ical_reaches_beyond(ics: str, calendar: Any, window_end: datetime, zone: Zo
     limit = window_end - _REEXPAND_SLACK
     for event in calendar.walk("VEVENT"):
         start: Any = event["DTSTART"]
-        if isinstance(start.dt, date) and _as_utc(start.dt, zone) >= limit:
+        if isinstance(start.dt, date) and to_utc(start.dt, zone) >= limit:
             return True
     return False
-
-
-def _as_utc(value: date | datetime, zone: ZoneInfo) -> datetime:
-    if not isinstance(value, datetime):
-        value = datetime.combine(value, time.min)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=zone)
-    return value.astimezone(UTC)
 
 
 # -- claimed calendars: outcome bookkeeping ---------------------------------------------------
