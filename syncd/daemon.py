@@ -263,6 +263,9 @@ class Daemon:
         started = time.monotonic()
         try:
             handled = job.func(self.ctx)
+        except UserError as error:  # a message for the admin (missing key, bad config)
+            log.error("job %s failed: %s", job.name, error, extra={"job": job.name})
+            ok = False
         except Exception:
             log.exception("job %s failed", job.name, extra={"job": job.name})
             ok = False

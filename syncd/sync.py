@@ -437,6 +437,9 @@ def _needs_reconnect(
 def sync_due_calendars(ctx: JobContext) -> int:
     """Daemon job: claim due calendars (leases), pull them on the network pool, release each.
     Returns how many pulls succeeded."""
+    with ctx.db.session() as session:
+        if not store.has_connected_calendars(session):
+            return 0  # nothing to pull: no decryption key needed either
     factory = default_factory(ctx.config)  # a missing key fails the job before claiming
     now = ctx.now()
     settings = ctx.settings

@@ -404,3 +404,19 @@ def test_a_second_daemon_on_the_same_sqlite_file_refuses_to_start(
     assert f"pid {running.process.pid}" in second.stderr
     assert "use PostgreSQL to run several replicas" in second.stderr
     assert _stop(running)[0] == 0
+
+
+def test_without_calendars_no_secret_key_is_needed(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SYNCD_SECRET_KEY", "NOTIFY_SOCKET")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    config = tmp_path / "syncd.toml"
+    config.write_text("[http]\nenabled = false\n")
+    result = subprocess.run(
+        [*SYNCD, "--config", str(config), "run", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "failed" not in result.stderr

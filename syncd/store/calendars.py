@@ -33,6 +33,11 @@ def get_account(session: Session, account_id: int) -> CalendarAccount | None:
     return session.get(CalendarAccount, account_id)
 
 
+def has_connected_calendars(session: Session) -> bool:
+    query = select(Calendar.id).where(Calendar.account_id.is_not(None)).limit(1)
+    return session.scalar(query) is not None
+
+
 def list_calendars(session: Session, mentor_id: str | None = None) -> Sequence[Calendar]:
     query = select(Calendar).order_by(Calendar.mentor_id, Calendar.id)
     if mentor_id is not None:
