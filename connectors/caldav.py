@@ -12,28 +12,52 @@ Pull state is opaque to callers but has two shapes:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 from xml.sax.saxutils import escape
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import icalendar
 from caldav.davclient import DAVClient
 from caldav.lib import error as caldav_error
 from caldav.lib.http_sync import requests as http
 
+from connectors._caldav_state import (
+    _CTAG_PREFIX,
+    _SYNC_PREFIX,
+    _decode_ctag_state,
+    _encode_ctag_state,
+)
+from connectors._dav_errors import _authorization_error, _raise_for_status
+from connectors._dav_xml import (
+    _CALENDAR_PROPS,
+    _CTAG_PROPS,
+    _DISCOVERY_PROPS,
+    _ETAG_PROPS,
+    _NAMESPACES,
+    CALDAV,
+    CALSERVER,
+    DAV,
+    _child_href,
+    _DavEntry,
+    _ical_utc,
+    _is_calendar,
+    _parse_multistatus,
+    _path,
+    _read_only,
+    _same_path,
+    _supports_events,
+    _tag,
+    _tree,
+    _zone_from_calendar_timezone,
+)
+from connectors._ical_write import event_to_ical
 from connectors.base import (
-    AuthError,
     BusyPeriod,
     CalendarInfo,
     Changes,
     Connector,
-    ConnectorError,
     EventRef,
     EventSpec,
     NotFound,
@@ -44,38 +68,11 @@ from connectors.base import (
     TransientError,
 )
 from syncd.busy import MalformedCalendarData, busy_from_ical
-from syncd.identity import BOOKING_PROPERTY
 
 log = logging.getLogger(__name__)
 
-DAV = "DAV:"
-CALDAV = "urn:ietf:params:xml:ns:caldav"
-CALSERVER = "http://calendarserver.org/ns/"
-_NAMESPACES = f'xmlns:D="{DAV}" xmlns:C="{CALDAV}" xmlns:CS="{CALSERVER}"'
-_SYNC_PREFIX = "sync:"
-_CTAG_PREFIX = "ctag:"
 _MULTIGET_BATCH = 1000  # hrefs per calendar-multiget: fewer round trips, bounded response size
 _MAX_SYNC_ROUNDS = 100  # truncated sync-collection replies (RFC 6578 §3.6) we will follow
-_PRODID = "-//syncd//syncd//EN"
-
-
-def _tag(namespace: str, name: str) -> str:
-    return f"{{{namespace}}}{name}"
-
-
-@dataclass
-class _DavEntry:
-    """One DAV:response of a multistatus: its href, status and the properties found."""
-
-    href: str
-    status: int | None
-    props: dict[str, Any] = field(default_factory=dict)
-
-    def text(self, namespace: str, name: str) -> str | None:
-        element = self.props.get(_tag(namespace, name))
-        if element is None or element.text is None:
-            return None
-        return str(element.text)
 
 
 class CalDAVConnector(Connector):
@@ -381,151 +378,6 @@ class CalDAVConnector(Connector):
         return response
 
 
-# --------------------------------------------------------------------- requests
-
-_DISCOVERY_PROPS = (
-    "<D:prop><D:resourcetype/><D:displayname/><D:current-user-principal/>"
-    "<C:calendar-home-set/><C:calendar-timezone/><D:current-user-privilege-set/></D:prop>"
-)
-_CALENDAR_PROPS = (
-    "<D:prop><D:resourcetype/><D:displayname/><C:calendar-timezone/>"
-    "<C:supported-calendar-component-set/><D:current-user-privilege-set/></D:prop>"
-)
-_CTAG_PROPS = "<D:prop><CS:getctag/></D:prop>"
-_ETAG_PROPS = "<D:prop><D:resourcetype/><D:getetag/></D:prop>"
-
-
-def _raise_for_status(method: str, url: str, response: Any, *, sync: bool) -> None:
-    status = int(response.status)
-    if status < 300:
-        return
-    if sync and status in (403, 409, 412) and _mentions_sync_token(response):
-        raise StaleSyncState(f"{url}: server rejected the sync token ({status})")
-    raise _status_error(method, url, status)
-
-
-def _status_error(method: str, url: str, status: int) -> ConnectorError:
-    message = f"{method} {url}: HTTP {status}"
-    if status in (401, 403):
-        return AuthError(message)
-    if status in (404, 410):
-        return NotFound(message)
-    if status == 412:
-        return PreconditionFailed(message)
-    if status in (408, 429) or status >= 500:
-        return TransientError(message)
-    return ProtocolError(message)
-
-
-def _authorization_error(
-    method: str, url: str, exc: caldav_error.AuthorizationError, *, sync: bool
-) -> ConnectorError:
-    if sync and _tag(DAV, "valid-sync-token") in exc.preconditions:
-        return StaleSyncState(f"{url}: server rejected the sync token")
-    # Never include the request headers or credentials: only the status and URL.
-    return AuthError(f"{method} {url}: access denied (HTTP {exc.status})")
-
-
-def _mentions_sync_token(response: Any) -> bool:
-    raw = response.raw if response.tree is not None else response._raw
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return "valid-sync-token" in text
-
-
-# -------------------------------------------------------------------- XML parsing
-
-
-def _tree(response: Any, url: str) -> Any:
-    tree = response.tree
-    if tree is None or tree.tag != _tag(DAV, "multistatus"):
-        raise ProtocolError(f"{url}: expected a DAV multistatus reply, got HTTP {response.status}")
-    return tree
-
-
-def _parse_multistatus(tree: Any) -> list[_DavEntry]:
-    return [_parse_response(element) for element in tree.findall(_tag(DAV, "response"))]
-
-
-def _parse_response(element: Any) -> _DavEntry:
-    href = element.findtext(_tag(DAV, "href"))
-    if not href:
-        raise ProtocolError("multistatus response without href")
-    entry = _DavEntry(href=_path(href.strip()), status=_status_code(element))
-    for propstat in element.findall(_tag(DAV, "propstat")):
-        if _status_code(propstat) not in (None, 200):
-            continue
-        for prop in propstat.findall(_tag(DAV, "prop")):
-            for child in prop:
-                entry.props[child.tag] = child
-    return entry
-
-
-def _status_code(element: Any) -> int | None:
-    status = element.findtext(_tag(DAV, "status"))
-    if not status:
-        return None
-    parts = status.split()
-    try:
-        return int(parts[1])
-    except (IndexError, ValueError) as exc:
-        raise ProtocolError(f"unreadable DAV status line {status!r}") from exc
-
-
-def _child_href(entry: _DavEntry, namespace: str, name: str) -> str | None:
-    element = entry.props.get(_tag(namespace, name))
-    if element is None:
-        return None
-    href = element.findtext(_tag(DAV, "href"))
-    return href.strip() if href else None
-
-
-def _is_calendar(entry: _DavEntry) -> bool:
-    resourcetype = entry.props.get(_tag(DAV, "resourcetype"))
-    return resourcetype is not None and resourcetype.find(_tag(CALDAV, "calendar")) is not None
-
-
-def _supports_events(entry: _DavEntry) -> bool:
-    component_set = entry.props.get(_tag(CALDAV, "supported-calendar-component-set"))
-    if component_set is None:
-        return True  # RFC 4791 §5.2.3: absent means every component type
-    names = {comp.get("name", "").upper() for comp in component_set}
-    return "VEVENT" in names
-
-
-def _read_only(entry: _DavEntry) -> bool:
-    privileges = entry.props.get(_tag(DAV, "current-user-privilege-set"))
-    if privileges is None:
-        return False
-    granted = {child.tag for privilege in privileges for child in privilege}
-    writable = {_tag(DAV, "all"), _tag(DAV, "write"), _tag(DAV, "write-content")}
-    return not granted & writable
-
-
-def _zone_from_calendar_timezone(text: str | None) -> str | None:
-    """The IANA name declared by CALDAV:calendar-timezone (TZID, X-LIC-LOCATION, X-WR-TIMEZONE)."""
-    if not text:
-        return None
-    try:
-        calendar = icalendar.Calendar.from_ical(text)
-    except ValueError:
-        log.warning("ignoring unparseable calendar-timezone property")
-        return None
-    candidates = [str(calendar.get("X-WR-TIMEZONE", ""))]
-    for vtimezone in calendar.walk("VTIMEZONE"):
-        candidates += [str(vtimezone.get("TZID", "")), str(vtimezone.get("X-LIC-LOCATION", ""))]
-    return next((name for name in candidates if _is_iana(name)), None)
-
-
-def _is_iana(name: str) -> bool:
-    if not name:
-        return False
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
 # ---------------------------------------------------------------------- helpers
 
 
@@ -533,38 +385,8 @@ def _with_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def _path(href: str) -> str:
-    """Hrefs compare as absolute paths: servers mix full URLs and paths."""
-    return urlsplit(href).path or href
-
-
-def _same_path(href: str, path: str) -> bool:
-    return href.rstrip("/") == path.rstrip("/")
-
-
 def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def _ical_utc(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: pass aware datetimes")
-    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _encode_ctag_state(ctag: str | None, previous: Mapping[str, Any]) -> str:
-    payload = {"ctag": ctag, "etags": dict(previous.get("etags", {}))}
-    return _CTAG_PREFIX + json.dumps(payload, separators=(",", ":"), sort_keys=True)
-
-
-def _decode_ctag_state(state: str) -> Mapping[str, Any]:
-    try:
-        payload = json.loads(state[len(_CTAG_PREFIX) :])
-    except json.JSONDecodeError as exc:
-        raise StaleSyncState("unreadable ctag state") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("etags"), dict):
-        raise StaleSyncState("unreadable ctag state")
-    return payload
 
 
 # ------------------------------------------------------------- shared with others
@@ -596,53 +418,6 @@ def busy_periods_from_objects(
             BusyPeriod(start=max(o.start, start), end=min(o.end, end)) for o in occurrences
         )
     return periods
-
-
-def event_to_ical(event: EventSpec) -> str:
-    """The VCALENDAR (one VEVENT, UTC times) that represents a booking in a calendar."""
-    calendar = icalendar.Calendar()
-    calendar.add("PRODID", _PRODID)
-    calendar.add("VERSION", "2.0")
-    calendar.add_component(_vevent(event))
-    return str(calendar.to_ical().decode("utf-8"))
-
-
-def _vevent(event: EventSpec) -> icalendar.Event:
-    vevent = icalendar.Event()
-    vevent.add("UID", event.uid)
-    vevent.add("DTSTAMP", datetime.now(UTC))
-    vevent.add("DTSTART", _utc(event.start))
-    vevent.add("DTEND", _utc(event.end))
-    vevent.add("SUMMARY", event.summary)
-    for name, value in (("DESCRIPTION", event.description), ("LOCATION", event.location)):
-        if value:
-            vevent.add(name, value)
-    if event.organizer_email:
-        vevent.add("ORGANIZER", _address(event.organizer_email, event.organizer_name, {}))
-    for name, email in event.attendees:
-        params = {"ROLE": "REQ-PARTICIPANT", "PARTSTAT": "NEEDS-ACTION", "RSVP": "TRUE"}
-        vevent.add("ATTENDEE", _address(email, name, params))
-    vevent.add("SEQUENCE", event.sequence)
-    vevent.add("STATUS", event.status)
-    booking_id = event.private.get("syncd-booking-id")
-    if booking_id:
-        vevent.add(BOOKING_PROPERTY, booking_id)
-    return vevent
-
-
-def _address(email: str, name: str | None, params: Mapping[str, str]) -> icalendar.vCalAddress:
-    address = icalendar.vCalAddress(f"mailto:{email}")
-    if name:
-        address.params["CN"] = name
-    for key, value in params.items():
-        address.params[key] = value
-    return address
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r} in an EventSpec")
-    return value.astimezone(UTC)
 
 
 __all__ = [
