@@ -13,6 +13,10 @@ Choices worth knowing:
   with a known etag sends If-Match (412 → PreconditionFailed, as in the connector contract);
   deletes never do, since a cancelled booking's event must go whatever changed in it.
 - One connector is used by one thread at a time (httplib2 is not thread-safe).
+- Push notifications: `watch` opens an `events.watch` channel (the caller picks the address
+  and token), `stop_channel` closes one. Google never renews a channel: a new one is opened
+  before the old expires. The channel id is chosen before the first attempt, so a retry
+  after a lost answer meets 400 channelIdNotUnique rather than opening a second channel.
 - Every API call attempt (retries included) first takes a token from the account's
   `RequestBudget`, shared by all connectors of the same grant (client id + refresh token), so
   parallel pulls of one account stay under Google's per-user limit. Token refreshes are not
@@ -25,6 +29,7 @@ import logging
 import random
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -72,6 +77,15 @@ _RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _WRITE_ROLES = frozenset({"owner", "writer"})
 _SEND_UPDATES = frozenset({"all", "externalOnly", "none"})
+
+
+@dataclass(frozen=True)
+class WatchChannel:
+    """An open events.watch channel, as Google answered it."""
+
+    channel_id: str
+    resource_id: str
+    expiration: datetime  # aware UTC; Google stops notifying then
 
 
 class AlreadyExists(PreconditionFailed):
@@ -310,6 +324,40 @@ class GoogleConnector(Connector):
         except NotFound:
             log.info("event %s in %s was already gone", ref.ref, calendar)
 
+    # -- push notifications ----------------------------------------------------------------
+
+    def watch(
+        self,
+        calendar_id: str,
+        address: str,
+        token: str,
+        ttl_seconds: int,
+        *,
+        channel_id: str | None = None,
+    ) -> WatchChannel:
+        """Open a channel notifying `address` of changes to the calendar's events."""
+        chosen_id = channel_id or uuid.uuid4().hex
+        body = {
+            "id": chosen_id,
+            "type": "web_hook",
+            "address": address,
+            "token": token,
+            "params": {"ttl": str(ttl_seconds)},
+        }
+        answer = self._execute(
+            lambda: self._service.events().watch(calendarId=calendar_id, body=body),
+            "events.watch",
+        )
+        return _watch_channel(answer, chosen_id, self._clock() + timedelta(seconds=ttl_seconds))
+
+    def stop_channel(self, channel_id: str, resource_id: str) -> None:
+        """Close a channel; one Google no longer knows (expired, stopped) counts as closed."""
+        body = {"id": channel_id, "resourceId": resource_id}
+        try:
+            self._execute(lambda: self._service.channels().stop(body=body), "channels.stop")
+        except NotFound:
+            log.info("channel %s was already gone", channel_id)
+
     # -- error handling and retries ----------------------------------------------------------
 
     def _execute(self, make_request: Callable[[], Any], what: str) -> Any:
@@ -478,6 +526,18 @@ def _meet_request(event_key: str) -> JsonDict:
     return {
         "createRequest": {"requestId": event_key, "conferenceSolutionKey": {"type": "hangoutsMeet"}}
     }
+
+
+def _watch_channel(answer: JsonDict, channel_id: str, fallback: datetime) -> WatchChannel:
+    if str(answer.get("id", channel_id)) != channel_id or not answer.get("resourceId"):
+        # Not the whole answer: it echoes the channel token.
+        raise ProtocolError(f"events.watch answered no resourceId or another id than {channel_id}")
+    raw = answer.get("expiration")  # int64 milliseconds, sent as a string
+    try:
+        expiration = datetime.fromtimestamp(int(raw) / 1000, UTC) if raw else fallback
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"events.watch answered a bad expiration {raw!r}") from exc
+    return WatchChannel(channel_id, str(answer["resourceId"]), expiration)
 
 
 def _event_ref(event: JsonDict) -> EventRef:

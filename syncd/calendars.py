@@ -474,8 +474,13 @@ def configure_calendar(
         return _status(session, calendar)
 
 
-def remove_calendar(db: Database, calendar_id: int) -> None:
-    """Forget a calendar, its objects and busy rows; the account goes with its last calendar."""
+def remove_calendar(db: Database, calendar_id: int, *, config: Config | None = None) -> None:
+    """Forget a calendar, its objects and busy rows; the account goes with its last calendar.
+    With `config`, its Google push channels are stopped first (the grant is still there)."""
+    if config is not None:
+        from syncd.push import stop_channels_for  # syncd.push imports this module
+
+        stop_channels_for(db, config, calendar_id)
     with db.write_session() as session:
         calendar = _require_calendar(session, calendar_id)
         account_id = calendar.account_id

@@ -57,6 +57,7 @@ KNOWN_OPTIONS: dict[str, dict[str, tuple[type, ...]]] = {
         "create_meet": (bool,),
         "requests_per_minute": (int,),
         "timeout_seconds": _NUMBER,
+        "allow_insecure_push": (bool,),
     },
     "caldav": {"verify_tls": (bool,), "timeout_seconds": _NUMBER},
     "smtp": {

@@ -2,8 +2,9 @@
 
 Jobs are plain functions `func(ctx: JobContext) -> int` (the number of items handled) wrapped
 in `Job`s; `default_jobs(config)` lists the built-in ones and, when their modules exist, the
-calendar sync (`syncd.sync.sync_due_calendars`) and the outbox drain
-(`syncd.outbox.drain_outbox`). Every run is wrapped: an exception is logged with its traceback
+calendar sync (`syncd.sync.sync_due_calendars`), the outbox drain
+(`syncd.outbox.drain_outbox`) and, with an HTTPS `[http] public_url`, the renewal of Google push
+channels (`syncd.push.renew_watch_channels`). Every run is wrapped: an exception is logged with its traceback
 and counted, and never stops the scheduler or the other jobs.
 
 Shutdown (SIGTERM/SIGINT): stop scheduling, let in-flight jobs finish up to a deadline (jobs
@@ -165,10 +166,13 @@ def measure_outbox(ctx: JobContext) -> int:
 def default_jobs(config: Config) -> list[Job]:
     """The daemon's jobs with their intervals from the config."""
     from syncd.outbox import drain_outbox  # imported here: both modules import JobContext
+    from syncd.push import RENEW_INTERVAL, push_settings, renew_watch_channels
     from syncd.sync import sync_due_calendars
 
     settings = DaemonSettings.from_config(config)
     housekeeping = timedelta(seconds=settings.housekeeping_interval_seconds)
+    # Google push channels only when Google can reach us: [http] public_url over HTTPS.
+    push = [Job("renew_watch_channels", RENEW_INTERVAL, renew_watch_channels, jitter=60.0)]
     return [
         Job(
             "sync_calendars",
@@ -185,6 +189,7 @@ def default_jobs(config: Config) -> list[Job]:
         Job("complete_past_bookings", housekeeping, complete_past_bookings, jitter=5.0),
         Job("prune_busy_cache", housekeeping * 10, prune_busy_cache, jitter=30.0),
         Job("measure_outbox", timedelta(seconds=15), measure_outbox, jitter=1.0),
+        *(push if push_settings(config) else []),
     ]
 
 

@@ -1,8 +1,8 @@
 """Operations over HTTP: /healthz, /readyz, /metrics, and the one ASGI app the daemon serves.
 
 The daemon serves a single FastAPI app: the ops routes from here plus, when `syncd.api` is
-present, the JSON API and link pages (`syncd.api.install(app, db, settings)`), so health,
-metrics and the API share one listener. uvicorn runs it in a thread beside the scheduler.
+present, the JSON API and link pages (`syncd.api.install(app, db, settings)`) and the Google
+push webhook (`syncd.api.push`), so health, metrics and the API share one listener. uvicorn runs it in a thread beside the scheduler.
 """
 
 from __future__ import annotations
@@ -182,10 +182,13 @@ def _install_api(app: FastAPI, ctx: OpsContext) -> None:
             raise  # syncd.api exists but something it imports is missing: a real error
         log.info("syncd.api is not installed; serving only /healthz, /readyz and /metrics")
         return
+    from syncd.api.push import push_router
     from syncd.services import booking_service
 
     bookings = booking_service(ctx.db, ctx.config, observer=partial(booking_observed, ctx))
     api.install(app, ctx.db, api.ApiSettings.from_config(ctx.config), bookings=bookings)
+    # Google's push notifications: answers 404 to everyone while no channel is open.
+    app.include_router(push_router(ctx.db, ctx.wake))
 
 
 def booking_observed(ctx: OpsContext, event: str, detail: str) -> None:

@@ -19,6 +19,12 @@ guides/sync, guides/errors):
 - events.delete: the event becomes `cancelled` (it shows in sync); deleting again → 410 `deleted`.
 - If-Match on patch/update/delete: an etag other than the event's → 412 `conditionNotMet`.
 - freeBusy.query: at most 50 calendars, a range of at most 90 days, per-calendar `notFound`.
+- events.watch (push notifications): `type` must be "web_hook", the address HTTPS (unless
+  `allow_http_webhooks`), the channel id unique (else 400); answers an `api#channel` with a
+  `resourceId` (the same for every channel of a calendar) and `expiration` in ms, from
+  `params.ttl` (seconds, default one week). channels.stop takes {id, resourceId}; an unknown
+  channel → 404. `notify(calendar_id)` delivers what Google would POST to each live channel's
+  address: first a `sync` message, then `exists`, with the X-Goog-* headers.
 - OAuth token endpoint `/token` (refresh_token and authorization_code grants; the code grant
   checks redirect_uri and the PKCE verifier when the consent had them), a consent page `/auth`
   that approves at once, and bearer-token checking (unknown or expired → 401).
@@ -37,12 +43,15 @@ import secrets
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 JsonDict = dict[str, Any]
@@ -57,6 +66,8 @@ DEFAULT_SCOPE = (
     "https://www.googleapis.com/auth/calendar.events"
 )
 _EVENT_ID = re.compile(r"^[a-v0-9]{5,1024}$")
+_CHANNEL_ID = re.compile(r"^[A-Za-z0-9\-_+/=]{1,64}$")  # the documented channel id alphabet
+DEFAULT_CHANNEL_TTL_S = 7 * 24 * 3600
 _PARAMS_FORBIDDEN_WITH_SYNC_TOKEN = (
     "iCalUID",
     "orderBy",
@@ -137,6 +148,28 @@ class Calendar:
 
 
 @dataclass
+class Channel:
+    """An open events.watch channel."""
+
+    channel_id: str
+    resource_id: str
+    calendar_id: str
+    address: str
+    token: str | None
+    expiration_ms: int
+    messages_sent: int = 0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One notification POSTed to a channel's address, and the receiver's answer."""
+
+    channel_id: str
+    state: str
+    status: int
+
+
+@dataclass
 class Listing:
     """A paged events.list in progress: a snapshot, so pages stay consistent."""
 
@@ -201,6 +234,11 @@ class FakeGoogle:
         self._auth_codes: dict[str, tuple[str, str]] = {}  # code -> (client id, scope)
         # code -> what the token request must repeat: redirect_uri and the PKCE challenge
         self._code_bindings: dict[str, dict[str, str]] = {}
+        self.channels: dict[str, Channel] = {}
+        # Google only calls HTTPS addresses; tests receive on plain HTTP at 127.0.0.1.
+        self.allow_http_webhooks = False
+        # Wall-clock seconds for channel expirations; tests move it to reach a renewal.
+        self.clock: Callable[[], float] = time.time
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -309,6 +347,51 @@ class FakeGoogle:
                 if include_deleted or e.get("status") != "cancelled"
             ]
 
+    # -- push notifications, as Google sends them ------------------------------------------
+
+    def notify(self, calendar_id: str, *, timeout: float = 10.0) -> list[Delivery]:
+        """POST a notification to every live channel watching the calendar: a channel's first
+        message is `sync` (sent then followed by `exists`), later ones `exists`."""
+        with self._lock:
+            now_ms = int(self.clock() * 1000)
+            live = [
+                c
+                for c in self.channels.values()
+                if c.calendar_id == calendar_id and c.expiration_ms > now_ms
+            ]
+        deliveries = []
+        for channel in live:  # outside the lock: the receiver may call this server back
+            if channel.messages_sent == 0:
+                deliveries.append(self._deliver(channel, "sync", timeout))
+            deliveries.append(self._deliver(channel, "exists", timeout))
+        return deliveries
+
+    def _deliver(self, channel: Channel, state: str, timeout: float) -> Delivery:
+        with self._lock:
+            channel.messages_sent += 1
+            number = channel.messages_sent
+        expiration = datetime.fromtimestamp(channel.expiration_ms / 1000, UTC)
+        headers = {
+            "X-Goog-Channel-ID": channel.channel_id,
+            "X-Goog-Channel-Expiration": format_datetime(expiration, usegmt=True),
+            "X-Goog-Resource-ID": channel.resource_id,
+            "X-Goog-Resource-URI": self._resource_uri(channel.calendar_id),
+            "X-Goog-Resource-State": state,
+            "X-Goog-Message-Number": str(number),
+        }
+        if channel.token is not None:
+            headers["X-Goog-Channel-Token"] = channel.token
+        request = urllib.request.Request(channel.address, data=b"", headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status = int(response.status)
+        except urllib.error.HTTPError as error:
+            status = error.code
+        return Delivery(channel.channel_id, state, status)
+
+    def _resource_uri(self, calendar_id: str) -> str:
+        return f"{self.api_endpoint}calendars/{quote(calendar_id, safe='')}/events?alt=json"
+
     # -- fault knobs -----------------------------------------------------------------------
 
     def fail_next(
@@ -405,6 +488,11 @@ class FakeGoogle:
             return 200, self._calendar_list()
         if parts == ["freeBusy"] and method == "POST":
             return 200, self._freebusy(body)
+        if parts == ["channels", "stop"] and method == "POST":
+            return self._stop_channel(body)
+        watch = len(parts) == 4 and parts[0] == "calendars" and parts[2:] == ["events", "watch"]
+        if watch and method == "POST":
+            return 200, self._watch(parts[1], body)
         if len(parts) == 2 and parts[0] == "calendars" and method == "GET":
             return 200, self._calendar_resource(parts[1])
         if len(parts) == 3 and parts[0] == "calendars" and parts[2] == "events":
@@ -559,6 +647,60 @@ class FakeGoogle:
             raise ApiError(410, "deleted", "Resource has been deleted")
         event["status"] = "cancelled"
         self._store(calendar, event)
+        return 204, None
+
+    # -- events.watch and channels.stop ----------------------------------------------------
+
+    def _watch(self, calendar_id: str, body: Any) -> JsonDict:
+        self._calendar(calendar_id)
+        if not isinstance(body, dict):
+            raise ApiError(400, "parseError", "Parse Error")
+        channel_id = str(body.get("id") or "")
+        if not _CHANNEL_ID.match(channel_id):
+            raise ApiError(400, "invalid", "Invalid channel id.")
+        if channel_id in self.channels:
+            raise ApiError(400, "channelIdNotUnique", "Channel id not unique.", domain="push")
+        if body.get("type") not in ("web_hook", "webhook"):
+            raise ApiError(400, "invalid", "Invalid channel type.", domain="push")
+        self._check_address(str(body.get("address") or ""))
+        token = body.get("token")
+        if token is not None and len(str(token)) > 256:
+            raise ApiError(400, "invalid", "Channel token too long.", domain="push")
+        ttl = int((body.get("params") or {}).get("ttl") or DEFAULT_CHANNEL_TTL_S)
+        channel = Channel(
+            channel_id=channel_id,
+            # Google's resourceId names the watched resource: the same for each of its channels.
+            resource_id=hashlib.sha256(calendar_id.encode()).hexdigest()[:27],
+            calendar_id=calendar_id,
+            address=str(body["address"]),
+            token=None if token is None else str(token),
+            expiration_ms=int(self.clock() * 1000) + ttl * 1000,
+        )
+        self.channels[channel_id] = channel
+        response: JsonDict = {
+            "kind": "api#channel",
+            "id": channel.channel_id,
+            "resourceId": channel.resource_id,
+            "resourceUri": self._resource_uri(calendar_id),
+            "expiration": str(channel.expiration_ms),  # int64 travels as a JSON string
+        }
+        if channel.token is not None:
+            response["token"] = channel.token
+        return response
+
+    def _check_address(self, address: str) -> None:
+        scheme = urlsplit(address).scheme
+        if scheme == "https" or (scheme == "http" and self.allow_http_webhooks):
+            return
+        raise ApiError(400, "push.webhookUrlNotHttps", f"WebHook callback must be HTTPS: {address}")
+
+    def _stop_channel(self, body: Any) -> tuple[int, None]:
+        if not isinstance(body, dict) or not body.get("id") or not body.get("resourceId"):
+            raise ApiError(400, "required", "Required parameter: id, resourceId")
+        channel = self.channels.get(str(body["id"]))
+        if channel is None or channel.resource_id != body["resourceId"]:
+            raise ApiError(404, "notFound", f"Channel '{body['id']}' not found for project.")
+        del self.channels[channel.channel_id]
         return 204, None
 
     # -- events.list -----------------------------------------------------------------------

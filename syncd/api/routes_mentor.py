@@ -186,7 +186,7 @@ def delete_calendar(
 ) -> Response:
     auth.require_mentor_writer(principal, mentor_id)
     _own_calendar(context, mentor_id, calendar_id)
-    calendars.remove_calendar(context.db, calendar_id)
+    calendars.remove_calendar(context.db, calendar_id, config=context.settings.config)
     log.info("api: %s removed calendar %s of %s", principal.name, calendar_id, mentor_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

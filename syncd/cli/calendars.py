@@ -216,7 +216,7 @@ def calendar_remove(app: AppContext, calendar_id: int) -> None:
     """Forget a calendar and its busy time (the events in it stay)."""
     from syncd.calendars import remove_calendar
 
-    remove_calendar(app.database(), calendar_id)
+    remove_calendar(app.database(), calendar_id, config=app.config)
     click.echo(f"removed calendar {calendar_id}")
 
 

@@ -321,3 +321,22 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=_now)
     done_at: Mapped[datetime | None] = mapped_column()
+
+
+class PushChannel(Base):
+    """An open Google `events.watch` channel of a calendar (push notifications).
+
+    `token` is echoed by Google in X-Goog-Channel-Token; it is random per channel and compared
+    in constant time. A calendar briefly has two channels while one is renewed."""
+
+    __tablename__ = "watch_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    calendar_id: Mapped[int] = mapped_column(
+        ForeignKey("calendars.id", ondelete="CASCADE"), index=True
+    )
+    channel_id: Mapped[str] = mapped_column(String(64), unique=True)
+    resource_id: Mapped[str] = mapped_column(String(500))
+    token: Mapped[str] = mapped_column(String(256))
+    expiration: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=_now)
