@@ -2,42 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from syncd.api import create_app
 from syncd.store.db import Database
-from tests.servers import free_port
+from tests.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    STEP_TIMEOUT_MS,
+    needs_chromium,
+    served,
+)
 from tests.test_api_helpers import link_token, seed, settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path("test-artifacts")
 README_SCREENSHOT = Path("docs/screenshots/student-page.png")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-STEP_TIMEOUT_MS = 10_000
 
-if os.environ.get("SYNCD_REQUIRE_BROWSER") and not CHROMIUM.exists():
-    raise RuntimeError("SYNCD_REQUIRE_BROWSER is set but /usr/bin/chromium is missing")
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install -y chromium)"
-)
+pytestmark = needs_chromium
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -48,23 +34,10 @@ def server_url() -> Iterator[str]:
         database = Database(f"sqlite:///{Path(directory) / 'browser.db'}")
         database.upgrade()
         seed(database)
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(database, settings()), host="127.0.0.1", port=port, log_level="warning"
-            )
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start within 10 s"
         try:
-            yield f"http://127.0.0.1:{port}"
+            with served(create_app(database, settings())) as url:
+                yield url
         finally:
-            server.should_exit = True
-            thread.join(timeout=10)
             database.dispose()
 
 

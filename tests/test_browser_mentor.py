@@ -4,46 +4,33 @@ Radicale from their page link, then makes it the calendar that receives sessions
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from syncd.api import create_app
 from syncd.config import Config
 from syncd.store.db import Database
 from syncd.store.models import Calendar, CalendarAccount
-from tests.servers import DavServer, free_port, make_calendar, radicale_server
+from tests.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    STEP_TIMEOUT_MS,
+    needs_chromium,
+    served,
+)
+from tests.servers import DavServer, make_calendar, radicale_server
 from tests.test_api_helpers import link_token, seed, settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path("test-artifacts")
 README_SCREENSHOT = Path("docs/screenshots/mentor-page.png")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-STEP_TIMEOUT_MS = 10_000
 KEY_MATERIAL = "browser-mentor-test-key-0123456789abcdefgh"
 DAV_USER, DAV_PASSWORD = "ana", "app-password-for-syncd"
 
-if os.environ.get("SYNCD_REQUIRE_BROWSER") and not CHROMIUM.exists():
-    raise RuntimeError("SYNCD_REQUIRE_BROWSER is set but /usr/bin/chromium is missing")
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install -y chromium)"
-)
+pytestmark = needs_chromium
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -74,23 +61,8 @@ def server_url(database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.delenv("SYNCD_SECRET_KEY", raising=False)
     config = Config(sections={"security": {"secret_key": KEY_MATERIAL}})
     chosen = dataclasses.replace(settings(), config=config, allow_private_caldav=True)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(database, chosen), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start within 10 s"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served(create_app(database, chosen)) as url:
+        yield url
 
 
 def test_mentor_edits_hours_and_connects_caldav(
