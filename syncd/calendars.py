@@ -39,7 +39,7 @@ from connectors.google_auth import (
 )
 from syncd.config import Config
 from syncd.directory import require_mentor
-from syncd.errors import ConfigError, NotFoundError, UserError
+from syncd.errors import NotFoundError, UserError
 from syncd.secrets import Secret, SecretBox, secret_box
 from syncd.store import calendars as store
 from syncd.store.db import Database
@@ -70,7 +70,7 @@ def connector_for(
             str(account.url),
             account.username,
             password.reveal() if password else None,
-            timeout=_number(config, "caldav", "timeout_seconds", 15.0),
+            timeout=config.positive("caldav", "timeout_seconds", 15.0),
             ssl_verify=bool(config.require_type("caldav", "verify_tls", bool, True)),
             default_timezone=default_timezone,
             mentor_emails=mentor_emails,
@@ -110,7 +110,7 @@ def google_connector(credentials: Credentials | dict[str, Any], config: Config) 
         api_endpoint=config.require_type("google", "api_endpoint", str, None),
         token_uri=config.require_type("google", "token_uri", str, None),
         send_updates=str(config.require_type("google", "send_updates", str, "none")),
-        timeout=_number(config, "google", "timeout_seconds", 30.0),
+        timeout=config.positive("google", "timeout_seconds", 30.0),
     )
 
 
@@ -122,29 +122,13 @@ def default_factory(config: Config) -> ConnectorFactory:
 
 def default_sync_interval(config: Config) -> int:
     """`[sync] interval_seconds`: how often a newly connected calendar is pulled."""
-    value = config.require_type("sync", "interval_seconds", int, DEFAULT_SYNC_INTERVAL_S)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(
-            f"{config.path or 'config'}: [sync] interval_seconds must be a positive integer, "
-            f"got {value!r}"
-        )
-    return value
+    return int(config.positive("sync", "interval_seconds", DEFAULT_SYNC_INTERVAL_S))
 
 
 def _decrypt(account: CalendarAccount, config: Config, box: SecretBox | None) -> Secret | None:
     if account.secret is None:
         return None
     return (box or secret_box(config)).decrypt(account.secret)
-
-
-def _number(config: Config, section: str, option: str, default: float) -> float:
-    value = config.get(section, option, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(
-            f"{config.path or 'config'}: [{section}] {option} must be a positive number, "
-            f"got {value!r}"
-        )
-    return float(value)
 
 
 # -- connecting -------------------------------------------------------------------------------
@@ -190,7 +174,7 @@ def connect_caldav(
         url,
         username,
         password.reveal() if password else None,
-        timeout=_number(config, "caldav", "timeout_seconds", 15.0),
+        timeout=config.positive("caldav", "timeout_seconds", 15.0),
         ssl_verify=bool(config.require_type("caldav", "verify_tls", bool, True)),
     )
     try:

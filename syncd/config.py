@@ -105,6 +105,16 @@ class Config:
             )
         return value
 
+    def positive(self, section: str, option: str, default: float) -> float:
+        """A number option that must be above zero (its type was checked at load time)."""
+        value = self.get(section, option, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(
+                f"{self.path or 'config'}: [{section}] {option} must be a positive number, "
+                f"got {value!r}"
+            )
+        return float(value)
+
 
 def load_config(path: str | os.PathLike[str] | None) -> Config:
     """Read the config file; a missing explicit file is an error, no file at all is fine."""

@@ -277,7 +277,7 @@ class Drainer:
         url = self.config.require_type("webhooks", "url", str, None)
         if not url:
             return Done("webhooks are not configured ([webhooks] url)")
-        timeout = float(self.config.get("webhooks", "timeout_seconds", 10))
+        timeout = self.config.positive("webhooks", "timeout_seconds", 10)
         deliver(
             str(url), str(payload["event"]), payload["body"], webhook_secret(self.config), timeout
         )

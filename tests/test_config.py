@@ -88,3 +88,10 @@ def test_unknown_keys_and_bad_values_name_file_and_key(
 def test_the_example_config_is_valid() -> None:
     example = Path(__file__).resolve().parent.parent / "deploy" / "syncd.toml.example"
     assert load_config(example).path == example
+
+
+def test_positive_options_refuse_zero_and_name_the_option(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path / "c.toml", "[caldav]\ntimeout_seconds = 0\n"))
+    with pytest.raises(ConfigError, match=r"\[caldav\] timeout_seconds must be a positive number"):
+        config.positive("caldav", "timeout_seconds", 15.0)
+    assert load_config(None).positive("caldav", "timeout_seconds", 15.0) == 15.0
