@@ -22,9 +22,7 @@ def booking_service(
         )
     live_check = None
     if config.get("sync", "live_check", True):
-        timeout = float(
-            config.get("sync", "live_check_timeout_seconds", DEFAULT_LIVE_CHECK_TIMEOUT)
-        )
+        timeout = config.positive("sync", "live_check_timeout_seconds", DEFAULT_LIVE_CHECK_TIMEOUT)
         live_check = live_check_for(db, config, timeout=timeout)
     return BookingService(
         db,
